@@ -1,0 +1,26 @@
+# One command per habit; CI (.ci/run) calls these same targets.
+PY ?= python3
+
+.PHONY: install fmt lint type test check bench
+
+install:
+	$(PY) -m pip install -e '.[test,postgres]'
+
+fmt:
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+lint:
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+type:
+	$(PY) -m mypy
+
+test:
+	$(PY) -m pytest
+
+check: lint type test
+
+bench:
+	$(PY) bench/run_all.py

@@ -1,0 +1,66 @@
+"""Open the database and keep its schema at the newest Alembic revision.
+
+Every command opens the store through `open_engine`. Checking the schema costs one query against
+`alembic_version`; Alembic itself (slow to import) is loaded only when an upgrade is due, so read-only
+commands stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url
+
+from snapshots.engine import make_engine
+from snapshots.errors import TierdriftError
+
+#: The newest migration in monitor/migrations/versions. tests/test_migrations.py keeps them in step.
+HEAD = "0001"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DatabaseError(TierdriftError):
+    pass
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+
+
+def upgrade(engine: Engine) -> None:
+    """Run every pending migration (Alembic is imported here, lazily, for start-up speed)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def open_engine(url: str) -> Engine:
+    """An engine on `url` whose schema is at HEAD; SQLite parent folders are created as needed."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise DatabaseError(f"invalid database URL: {exc}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    try:
+        revision = current_revision(engine)
+        if revision != HEAD:
+            upgrade(engine)
+    except TierdriftError:
+        raise
+    except Exception as exc:
+        # The message of a driver error can carry the URL; keep only its first line, password-free.
+        safe = parsed.render_as_string(hide_password=True)
+        raise DatabaseError(f"cannot open database {safe}: {str(exc).splitlines()[0]}") from None
+    return engine

@@ -1,0 +1,126 @@
+"""Typed settings, built once at start-up from one TOML file plus `TIERDRIFT_*` environment overrides.
+
+Precedence, highest first: explicit arguments, environment (`TIERDRIFT_DATABASE_URL`,
+`TIERDRIFT_BINANCE__API_KEY`, …), the config file, the defaults. The file is `$TIERDRIFT_CONFIG`, or
+`config.toml` in the user's config folder (`~/.config/tierdrift/config.toml` on Linux). No file is
+needed: the defaults poll all four sources, Binance through its keyless web endpoint, into a SQLite file
+in the user's data folder. Core code never reads `os.environ`; it receives a `Settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from monitor.paths import ConfigError, default_config_file, default_database_url
+from snapshots.model import SOURCES
+
+
+class BinanceSettings(BaseModel):
+    """A read-only key enables the official signed endpoints; without one the web endpoint is used."""
+
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.api_key and self.api_secret)
+
+
+class Endpoints(BaseModel):
+    """Base URLs of the exchanges. Change them only to point at a test double or a proxy."""
+
+    binance_fapi: str = "https://fapi.binance.com"
+    binance_dapi: str = "https://dapi.binance.com"
+    binance_web: str = "https://www.binance.com"
+    bybit: str = "https://api.bybit.com"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TIERDRIFT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database_url: str = Field(default_factory=default_database_url)
+    sources: list[str] = Field(default_factory=lambda: list(SOURCES))
+    binance: BinanceSettings = Field(default_factory=BinanceSettings)
+    endpoints: Endpoints = Field(default_factory=Endpoints)
+    #: Seconds before any single exchange request is abandoned.
+    http_timeout: float = Field(default=15.0, gt=0)
+    #: A poll in which more than this share of symbols vanishes is quarantined, not applied.
+    quarantine_share: float = Field(default=0.10, ge=0, le=1)
+    #: This many consecutive polls showing the same symbol set apply it anyway (a real mass delisting).
+    quarantine_confirmations: int = Field(default=3, ge=1)
+    #: Bybit pages: give up after this many (the whole linear list is about 60 pages in 2026).
+    bybit_max_pages: int = Field(default=500, ge=1)
+    #: Retries of one rate-limited or failing Bybit page before the poll fails.
+    bybit_page_retries: int = Field(default=4, ge=0)
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, value: list[str]) -> list[str]:
+        unknown = [s for s in value if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source {unknown[0]!r}; choose from {', '.join(SOURCES)}")
+        return value
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as plain data with every secret replaced by "***" (for `config show`)."""
+        data = self.model_dump(mode="json")
+        data["database_url"] = redact_url(self.database_url)
+        for key in ("api_key", "api_secret"):
+            if data["binance"].get(key):
+                data["binance"][key] = "***"
+        return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once, from `config_file` (or the default file, if present) and the environment.
+
+    A file named explicitly must exist. Any invalid value becomes one `ConfigError` line.
+    """
+    path = config_file or default_config_file()
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {err['msg']}") from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(f"cannot read config file {path}: {str(exc).splitlines()[0]}") from None
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password hidden."""
+    from sqlalchemy.engine.url import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "***"

@@ -1,0 +1,33 @@
+"""Time at the edges: every datetime inside tierdrift is timezone-aware UTC; JSON shows ISO 8601 with `Z`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from snapshots.errors import TierdriftError
+
+
+class BadTimestamp(TierdriftError):
+    pass
+
+
+def utcnow() -> datetime:
+    """The real clock, aware UTC. Core code receives a clock instead of calling this."""
+    return datetime.now(UTC)
+
+
+def parse_ts(text: str) -> datetime:
+    """`2024-01-31`, `2024-01-31T12:00`, `…Z` or `…+02:00` → aware UTC. No offset means UTC."""
+    raw = text.strip()
+    try:
+        dt = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
+    except ValueError:
+        raise BadTimestamp(f"invalid timestamp {text!r}; use ISO 8601, e.g. 2024-01-31 or 2024-01-31T12:00Z") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 UTC with a `Z`; None stays None."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"

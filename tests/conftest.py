@@ -1,0 +1,90 @@
+"""Shared fixtures: a real SQLite file per test, builders for payloads, the recorded data's location."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from monitor.database import open_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BINANCE_HISTORY = SHARED_DATA / "binance-usdm-tiers-history"
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tierdrift.db'}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = open_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+# (floor, rate, max leverage) rows; caps are the next floor, maintenance amounts follow the recurrence.
+BTC_ROWS: list[tuple[float, float, float]] = [
+    (0, 0.004, 125),
+    (50_000, 0.005, 100),
+    (250_000, 0.01, 50),
+    (1_000_000, 0.025, 20),
+    (5_000_000, 0.05, 10),
+]
+ETH_ROWS: list[tuple[float, float, float]] = [
+    (0, 0.005, 100),
+    (10_000, 0.0065, 75),
+    (100_000, 0.01, 50),
+    (500_000, 0.02, 25),
+]
+
+
+def ccxt_tiers(
+    symbol: str, rows: Sequence[tuple[float, float, float]], *, top: float = 10_000_000, strings: bool = True
+) -> list[dict[str, Any]]:
+    """A ccxt `fetch_leverage_tiers()` list for one symbol, shaped like Binance's (`info.cum` included)."""
+    out = []
+    cum = 0.0
+    for i, (floor, rate, lev) in enumerate(rows):
+        cap = rows[i + 1][0] if i + 1 < len(rows) else top
+        if i:
+            cum += floor * (rate - rows[i - 1][1])
+        conv = (lambda v: str(v)) if strings else (lambda v: v)
+        out.append(
+            {
+                "tier": float(i + 1),
+                "symbol": symbol,
+                "currency": "USDT",
+                "minNotional": float(floor),
+                "maxNotional": float(cap),
+                "maintenanceMarginRate": rate,
+                "maxLeverage": float(lev),
+                "info": {
+                    "bracket": conv(i + 1),
+                    "initialLeverage": conv(lev),
+                    "notionalCap": conv(cap),
+                    "notionalFloor": conv(floor),
+                    "maintMarginRatio": conv(rate),
+                    "cum": conv(round(cum, 8)),
+                },
+            }
+        )
+    return out
+
+
+def write_archive(path: Path, payload: Any) -> Path:
+    data = json.dumps(payload).encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
