@@ -8,16 +8,12 @@ exit with 2 (Typer). Read-only commands never import ccxt (see `poll`).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.engine import Engine
 
-from monitor import output, paths
-from monitor.database import open_engine
+from monitor import cli_context, cli_positions, output
 from snapshots.errors import TierdriftError
 from snapshots.history import (
     StoredChange,
@@ -30,10 +26,9 @@ from snapshots.history import (
     versions,
 )
 from snapshots.model import SOURCES
-from snapshots.timefmt import iso, parse_ts, utcnow
+from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
-    from monitor.settings import Settings
     from snapshots.store import PollResult
 
 app = typer.Typer(
@@ -44,37 +39,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-
-@dataclass
-class Context:
-    config: Path | None = None
-    database_url: str | None = None
-    _settings: Settings | None = None
-    _engine: Engine | None = field(default=None, repr=False)
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            from monitor.settings import load_settings  # pydantic: ~100 ms, only for commands that need it
-
-            overrides = {"database_url": self.database_url} if self.database_url else {}
-            self._settings = load_settings(self.config, **overrides)
-        return self._settings
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            # Read-only commands must not pay for pydantic: resolve the URL alone unless settings exist.
-            url = self._settings.database_url if self._settings else paths.database_url(self.config, self.database_url)
-            self._engine = open_engine(url)
-        return self._engine
-
-
-def _ctx(ctx: typer.Context) -> Context:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, Context)
-    return obj
 
 
 @app.callback()
@@ -92,15 +56,7 @@ def _root(
         typer.Option("--db", help="Database URL, overriding the settings (e.g. sqlite:///tiers.db)."),
     ] = None,
 ) -> None:
-    ctx.obj = Context(config=config, database_url=db)
-
-
-SourceOpt = Annotated[str, typer.Option("--source", "-s", help=f"One of: {', '.join(SOURCES)}.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (a stable contract) instead of a table.")]
-
-
-def _ts(text: str | None) -> datetime | None:
-    return parse_ts(text) if text is not None else None
+    ctx.obj = cli_context.Context(config=config, database_url=db)
 
 
 # -- writing commands -------------------------------------------------------------------------------
@@ -116,13 +72,13 @@ def poll(
         bool,
         typer.Option("--accept-removals", help="Apply a poll even if many symbols vanished (no quarantine)."),
     ] = False,
-    as_json: JsonOpt = False,
+    as_json: cli_context.JsonOpt = False,
 ) -> None:
     """Poll the exchanges once now; print what changed and what failed. Exit 1 if any source failed."""
     # monitor.exchanges loads ccxt and httpx lazily: importing it only here keeps read-only commands fast.
     from monitor.exchanges import fetch_snapshot
 
-    c = _ctx(ctx)
+    c = cli_context.get(ctx)
     sources = [check_source(s) for s in source] if source else c.settings.sources
     results = []
     for name in sources:
@@ -136,7 +92,7 @@ def poll(
         raise typer.Exit(1)
 
 
-def _poll_one(c: Context, source: str, fetch: object, accept_removals: bool) -> PollResult:
+def _poll_one(c: cli_context.Context, source: str, fetch: object, accept_removals: bool) -> PollResult:
     from monitor.polling import poll_source  # write path: deepdiff and numpy, see `import_`
 
     return poll_source(c.engine, c.settings, source, fetch, clock=utcnow, accept_removals=accept_removals)  # type: ignore[arg-type]
@@ -170,7 +126,7 @@ def _print_result(r: PollResult, limit: int = 40) -> None:
 def import_(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="ccxt fetch_leverage_tiers() JSON files (.json or .json.gz).")],
-    source: SourceOpt,
+    source: cli_context.SourceOpt,
     at: Annotated[
         str | None,
         typer.Option("--at", help="Snapshot time for a single file (default: the file name's leading date)."),
@@ -182,9 +138,9 @@ def import_(
 
     from monitor.importer import import_files, plan
 
-    c = _ctx(ctx)
+    c = cli_context.get(ctx)
     check_source(source)
-    items = plan(files, _ts(at))
+    items = plan(files, cli_context.opt_ts(at))
     engine = c.engine
     with Progress(console=output.console(), transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("importing", total=len(items))
@@ -200,13 +156,13 @@ def import_(
 def tiers(
     ctx: typer.Context,
     symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTC/USDT:USDT (BTCUSDT also works).")],
-    source: SourceOpt,
+    source: cli_context.SourceOpt,
     at: Annotated[str | None, typer.Option("--at", help="Time (ISO 8601, UTC if no offset). Default: now.")] = None,
-    as_json: JsonOpt = False,
+    as_json: cli_context.JsonOpt = False,
 ) -> None:
     """The tier table of SYMBOL in force at a time."""
-    c = _ctx(ctx)
-    when = _ts(at) or utcnow()
+    c = cli_context.get(ctx)
+    when = cli_context.opt_ts(at) or utcnow()
     with c.engine.connect() as session:
         sym = resolve_symbol(session, source, symbol)
         table, info = table_at(session, source, sym, when)
@@ -228,17 +184,24 @@ def changes(
     since: Annotated[str | None, typer.Option("--since", help="Detected at or after this time.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Detected at or before this time.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many records.")] = None,
-    as_json: JsonOpt = False,
+    as_json: cli_context.JsonOpt = False,
 ) -> None:
     """Tier changes detected between polls, oldest first."""
-    c = _ctx(ctx)
+    c = cli_context.get(ctx)
     if symbol and not source:
         raise typer.BadParameter("--symbol needs --source", param_hint="--symbol")
     with c.engine.connect() as session:
         if source:
             check_source(source)
         sym = resolve_symbol(session, source, symbol) if symbol and source else None
-        rows = list_changes(session, source=source, symbol=sym, since=_ts(since), until=_ts(until), limit=limit)
+        rows = list_changes(
+            session,
+            source=source,
+            symbol=sym,
+            since=cli_context.opt_ts(since),
+            until=cli_context.opt_ts(until),
+            limit=limit,
+        )
     if as_json:
         output.emit_json([output.change_json(r) for r in rows])
     elif not rows:
@@ -251,11 +214,11 @@ def changes(
 def history(
     ctx: typer.Context,
     symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTC/USDT:USDT.")],
-    source: SourceOpt,
-    as_json: JsonOpt = False,
+    source: cli_context.SourceOpt,
+    as_json: cli_context.JsonOpt = False,
 ) -> None:
     """The versions of one symbol's table, with the time each was in force."""
-    c = _ctx(ctx)
+    c = cli_context.get(ctx)
     with c.engine.connect() as session:
         sym = resolve_symbol(session, source, symbol)
         rows = versions(session, source, sym)
@@ -277,9 +240,9 @@ def history(
 
 
 @app.command()
-def sources(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def sources(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
     """Each source's last poll, last success, last change and last error."""
-    c = _ctx(ctx)
+    c = cli_context.get(ctx)
     with c.engine.connect() as session:
         rows = [source_status(session, s) for s in SOURCES]
     if as_json:
@@ -307,10 +270,10 @@ def polls(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
-    as_json: JsonOpt = False,
+    as_json: cli_context.JsonOpt = False,
 ) -> None:
     """Recent polls and imports, newest first, with failures and quarantines and their reasons."""
-    c = _ctx(ctx)
+    c = cli_context.get(ctx)
     with c.engine.connect() as session:
         if source:
             check_source(source)
@@ -363,6 +326,12 @@ def polls(
             p.error or "",
         )
     output.console().print(table)
+
+
+app.add_typer(cli_positions.positions_app, name="positions")
+app.add_typer(cli_positions.account_app, name="account")
+app.command("impacts")(cli_positions.impacts)
+app.command("liq")(cli_positions.liq)
 
 
 def main() -> None:

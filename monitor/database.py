@@ -17,7 +17,7 @@ from snapshots.engine import make_engine
 from snapshots.errors import TierdriftError
 
 #: The newest migration in monitor/migrations/versions. tests/test_migrations.py keeps them in step.
-HEAD = "0001"
+HEAD = "0002"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -52,8 +52,8 @@ def open_engine(url: str) -> Engine:
         raise DatabaseError(f"invalid database URL: {exc}") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url)
     try:
+        engine = make_engine(url)
         revision = current_revision(engine)
         if revision != HEAD:
             upgrade(engine)

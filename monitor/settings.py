@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     quarantine_share: float = Field(default=0.10, ge=0, le=1)
     #: This many consecutive polls showing the same symbol set apply it anyway (a real mass delisting).
     quarantine_confirmations: int = Field(default=3, ge=1)
+    #: A position whose buffer to liquidation is below this many ADRs is a margin-risk violation.
+    violation_threshold_adr: float = Field(default=2.0, gt=0)
+    #: Days of daily mark-price candles in the average daily range.
+    adr_days: int = Field(default=14, ge=1, le=200)
     #: Bybit pages: give up after this many (the whole linear list is about 60 pages in 2026).
     bybit_max_pages: int = Field(default=500, ge=1)
     #: Retries of one rate-limited or failing Bybit page before the poll fails.
@@ -74,6 +78,11 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown source {unknown[0]!r}; choose from {', '.join(SOURCES)}")
         return value
+
+    def __repr_args__(self) -> Any:
+        # A PostgreSQL URL can carry a password; SecretStr fields already print as '**********'.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "database_url" else value
 
     def redacted(self) -> dict[str, Any]:
         """The settings as plain data with every secret replaced by "***" (for `config show`)."""
