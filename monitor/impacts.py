@@ -1,0 +1,154 @@
+"""Recompute open positions when a poll or an import changes their symbol's table.
+
+`record_impacts` is a poll hook: it runs inside the poll's transaction, so the change records and the
+impacts they cause are committed together (and, in the alerts layer, the outbox rows too).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlmodel import Session, col, select
+
+from monitor.models import Account, Impact, MarketData, Position
+from monitor.risk import Assessment, Key, Market, assess
+from snapshots.history import tables_at
+from snapshots.model import Change, TierTable
+from snapshots.store import PollResult
+
+#: Called with the new impact rows, inside the same transaction (the alerts layer adds its outbox here).
+ImpactSink = Callable[[Session, PollResult, Sequence[dict[str, Any]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactContext:
+    threshold_adr: float
+    sinks: Sequence[ImpactSink] = ()
+
+
+def load_market(session: Session, keys: set[Key], now: datetime) -> dict[Key, Market]:
+    """The cached market data of `keys`, with the reason for whatever is missing."""
+    out: dict[Key, Market] = {}
+    if not keys:
+        return out
+    sources = {s for s, _ in keys}
+    for row in session.exec(select(MarketData).where(col(MarketData.source).in_(sources))):
+        key = (row.source, row.symbol)
+        if key not in keys:
+            continue
+        reasons = {}
+        if row.mark_price is None:
+            reasons["mark"] = f"mark price unavailable: {row.error or 'not fetched yet'}"
+        if row.adr is None:
+            reasons["adr"] = f"ADR unavailable: {row.error or 'not fetched yet'}"
+        out[key] = Market(row.mark_price, row.adr, row.mark_at, row.adr_at, reasons)
+    for key in keys - set(out):
+        out[key] = Market(reasons={"mark": "no market data fetched yet", "adr": "no market data fetched yet"})
+    return out
+
+
+def wallets(session: Session) -> dict[str, float]:
+    return {a.source: a.wallet_balance for a in session.exec(select(Account))}
+
+
+def _open_on(session: Session, source: str, symbols: set[str]) -> list[Position]:
+    stmt = select(Position).where(Position.source == source, col(Position.closed_at).is_(None))
+    rows = list(session.exec(stmt))
+    cross_touched = any(p.mode == "cross" and p.symbol in symbols for p in rows)
+    # A cross position's liquidation price depends on every other cross position of the account.
+    return [p for p in rows if p.symbol in symbols or (cross_touched and p.mode == "cross")]
+
+
+def impact_row(
+    p: Position, old: Assessment, new: Assessment, changes: list[Change], result: PollResult
+) -> dict[str, Any]:
+    of, nf = old.figures, new.figures
+    old_violation = bool(of and of.violation)
+    new_violation = None if nf is None else nf.violation
+    old_tiers = (of.tier.tier if of and of.tier else None, of.current_tier.tier if of else None)
+    new_tiers = (nf.tier.tier if nf and nf.tier else None, nf.current_tier.tier if nf else None)
+    reasons = {f"new.{k}": v for k, v in new.reasons.items()}
+    if new.not_computed:
+        reasons["new"] = new.not_computed
+    if old.not_computed:
+        reasons["old"] = old.not_computed
+    return {
+        "position_id": p.id,
+        "poll_id": result.poll_id,
+        "detected_at": result.started_at,
+        "source": p.source,
+        "symbol": p.symbol,
+        "changes": json.dumps(
+            [{"kind": c.kind, "tier": c.tier, "field": c.field, "old": c.old, "new": c.new} for c in changes]
+        ),
+        "old_tier": old_tiers[0],
+        "new_tier": new_tiers[0],
+        "old_rate": of.maintenance_margin_rate if of else None,
+        "new_rate": nf.maintenance_margin_rate if nf else None,
+        "old_amount": of.maintenance_amount if of else None,
+        "new_amount": nf.maintenance_amount if nf else None,
+        "old_liquidation_price": of.liquidation_price if of else None,
+        "new_liquidation_price": nf.liquidation_price if nf else None,
+        "old_distance": of.distance if of else None,
+        "new_distance": nf.distance if nf else None,
+        "old_buffer_adr": of.buffer_adr if of else None,
+        "new_buffer_adr": nf.buffer_adr if nf else None,
+        "mark_price": new.mark,
+        "adr": new.adr,
+        "newly_violates": bool(new_violation) and not old_violation,
+        "crosses_tier": old_tiers != new_tiers and None not in old_tiers + new_tiers,
+        "violation": new_violation,
+        "reasons": json.dumps(reasons) if reasons else None,
+    }
+
+
+def compute_impacts(session: Session, result: PollResult, threshold_adr: float) -> list[dict[str, Any]]:
+    """Impact rows for every open position on a symbol this poll changed (not yet written)."""
+    changed = {u.symbol: u for u in result.updates if u.changes}
+    if not changed or result.baseline:
+        return []
+    positions = _open_on(session, result.source, set(changed))
+    if not positions:
+        return []
+    symbols = {p.symbol for p in positions}
+    unchanged = symbols - set(changed)
+    current: dict[Key, TierTable] = {}
+    if unchanged:
+        at = tables_at(session.connection(), result.source, result.started_at)
+        current = {(result.source, s): at[s] for s in unchanged if s in at}
+    old_tables: dict[Key, TierTable] = dict(current)
+    new_tables: dict[Key, TierTable] = dict(current)
+    for sym, u in changed.items():
+        if u.old is not None:
+            old_tables[(result.source, sym)] = u.old
+        if u.new is not None:
+            new_tables[(result.source, sym)] = u.new
+    market = load_market(session, {(p.source, p.symbol) for p in positions}, result.started_at)
+    money = wallets(session)
+    before = assess(positions, old_tables, market, money, threshold_adr=threshold_adr)
+    after = assess(positions, new_tables, market, money, threshold_adr=threshold_adr)
+    rows = []
+    for p in positions:
+        assert p.id is not None
+        update = changed.get(p.symbol)
+        causes = list(update.changes) if update else []
+        rows.append(impact_row(p, before[p.id], after[p.id], causes, result))
+    return rows
+
+
+def make_hook(ctx: ImpactContext) -> Callable[[Session, PollResult], None]:
+    """The poll hook that writes impacts (and hands them to `ctx.sinks`) in the poll's transaction."""
+
+    def hook(session: Session, result: PollResult) -> None:
+        rows = compute_impacts(session, result, ctx.threshold_adr)
+        if rows:
+            session.execute(insert(Impact), rows)
+        for sink in ctx.sinks:
+            sink(session, result, rows)
+
+    return hook

@@ -1,0 +1,147 @@
+"""Risk figures of stored positions: the bridge between the positions log and the pure engine.
+
+`assess` prices many positions at once. Cross positions of one Binance USDⓈ-M account need the other
+positions' maintenance margin and PnL (TMM1, UPNL1); these are summed once per account and each
+position's own share is subtracted, so 10,000 positions cost O(n), not O(n²).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from monitor.liquidation import (
+    CrossAccount,
+    PositionError,
+    PositionSpec,
+    RiskFigures,
+    liquidation,
+    maintenance_margin,
+    unrealised_pnl,
+)
+from monitor.models import Position
+from monitor.positions import CROSS_ACCOUNT_LEVEL
+from snapshots.model import TierTable, is_inverse
+
+Key = tuple[str, str]  # (source, symbol)
+
+ACCOUNT_LEVEL = "account-level (Bybit Unified Trading Account cross margin), not computed"
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """Market data for one symbol; a None value has its reason in `reasons`."""
+
+    mark: float | None = None
+    adr: float | None = None
+    mark_at: datetime | None = None
+    adr_at: datetime | None = None
+    reasons: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """One position's figures, or the reason there are none, with the inputs that produced them."""
+
+    position_id: int
+    figures: RiskFigures | None
+    not_computed: str | None
+    mark: float | None
+    adr: float | None
+    adr_source: str | None  # "override" | "market" | None
+    reasons: Mapping[str, str]
+
+
+def spec_of(p: Position) -> PositionSpec:
+    return PositionSpec(
+        side=p.side,  # type: ignore[arg-type]
+        entry_price=p.entry_price,
+        size=p.size,
+        margin=p.margin or 0.0,
+        margin_mode=p.mode,  # type: ignore[arg-type]
+        inverse=is_inverse(p.source),
+        contract_size=p.contract_size,
+    )
+
+
+def _cross_parts(
+    positions: Iterable[Position], tables: Mapping[Key, TierTable], market: Mapping[Key, Market]
+) -> tuple[dict[str, tuple[float, float]], dict[int, tuple[float, float]], dict[str, str]]:
+    """Per source: (ΣMM, ΣPnL) of its cross positions; per position its own share; and blocked sources."""
+    totals: dict[str, tuple[float, float]] = {}
+    own: dict[int, tuple[float, float]] = {}
+    blocked: dict[str, str] = {}
+    for p in positions:
+        if p.mode != "cross" or p.source in CROSS_ACCOUNT_LEVEL:
+            continue
+        key = (p.source, p.symbol)
+        mark = market.get(key, Market()).mark
+        table = tables.get(key)
+        if mark is None or table is None:
+            what = "mark price" if mark is None else "tier table"
+            blocked.setdefault(p.source, f"{what} of cross position #{p.id} ({p.symbol}) unknown")
+            continue
+        spec = spec_of(p)
+        share = (maintenance_margin(spec, table, mark), unrealised_pnl(spec, mark))
+        assert p.id is not None
+        own[p.id] = share
+        mm, pnl = totals.get(p.source, (0.0, 0.0))
+        totals[p.source] = (mm + share[0], pnl + share[1])
+    return totals, own, blocked
+
+
+def assess(
+    positions: list[Position],
+    tables: Mapping[Key, TierTable],
+    market: Mapping[Key, Market],
+    wallets: Mapping[str, float],
+    *,
+    threshold_adr: float,
+) -> dict[int, Assessment]:
+    """Figures for every position under `tables`; never raises for a position that cannot be priced."""
+    totals, own, blocked = _cross_parts(positions, tables, market)
+    out: dict[int, Assessment] = {}
+    for p in positions:
+        assert p.id is not None
+        m = market.get((p.source, p.symbol), Market(reasons={"mark": "no market data fetched yet"}))
+        adr: float | None = p.adr_override or m.adr
+        adr_source = "override" if p.adr_override else ("market" if m.adr else None)
+        reasons = {k: v for k, v in m.reasons.items() if not (k == "adr" and p.adr_override)}
+        cross, why = _cross_for(p, totals, own, blocked, wallets)
+        table = tables.get((p.source, p.symbol))
+        figures = None
+        if table is None:
+            why = f"no tier table for {p.symbol} on {p.source} (delisted?)"
+        elif why is None:
+            try:
+                figures = liquidation(spec_of(p), table, mark=m.mark, adr=adr, threshold_adr=threshold_adr, cross=cross)
+            except PositionError as exc:
+                why = str(exc)
+        if figures is not None:
+            reasons.update(figures.reasons)
+        out[p.id] = Assessment(p.id, figures, why, m.mark, adr, adr_source, reasons)
+    return out
+
+
+def _cross_for(
+    p: Position,
+    totals: Mapping[str, tuple[float, float]],
+    own: Mapping[int, tuple[float, float]],
+    blocked: Mapping[str, str],
+    wallets: Mapping[str, float],
+) -> tuple[CrossAccount | None, str | None]:
+    """The cross account behind `p` (None for isolated), or why it cannot be priced."""
+    if p.mode != "cross":
+        return None, None
+    if p.source in CROSS_ACCOUNT_LEVEL:
+        return None, ACCOUNT_LEVEL
+    if p.source in blocked:
+        return None, blocked[p.source]
+    if p.source not in wallets:
+        return None, f"no cross wallet balance for {p.source}: run `tierdrift account set`"
+    assert p.id is not None
+    mm, pnl = totals.get(p.source, (0.0, 0.0))
+    mine = own.get(p.id, (0.0, 0.0))
+    # TMM1 and UPNL1 are the account's sums less this position's own share (domain doc §3).
+    return CrossAccount(wallets[p.source], max(mm - mine[0], 0.0), pnl - mine[1]), None
