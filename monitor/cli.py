@@ -29,6 +29,7 @@ from snapshots.model import SOURCES
 from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
+    from monitor.polling import Hook
     from snapshots.store import PollResult
 
 app = typer.Typer(
@@ -95,7 +96,22 @@ def poll(
 def _poll_one(c: cli_context.Context, source: str, fetch: object, accept_removals: bool) -> PollResult:
     from monitor.polling import poll_source  # write path: deepdiff and numpy, see `import_`
 
-    return poll_source(c.engine, c.settings, source, fetch, clock=utcnow, accept_removals=accept_removals)  # type: ignore[arg-type]
+    return poll_source(
+        c.engine,
+        c.settings,
+        source,
+        fetch,  # type: ignore[arg-type]
+        clock=utcnow,
+        hooks=_hooks(c),
+        accept_removals=accept_removals,
+    )
+
+
+def _hooks(c: cli_context.Context) -> list[Hook]:
+    """What a poll or an import does inside its transaction after storing changes: impacts, alerts."""
+    from monitor.impacts import ImpactContext, make_hook
+
+    return [make_hook(ImpactContext(c.settings.violation_threshold_adr))]
 
 
 def _print_result(r: PollResult, limit: int = 40) -> None:
@@ -144,7 +160,9 @@ def import_(
     engine = c.engine
     with Progress(console=output.console(), transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("importing", total=len(items))
-        results = import_files(engine, source, items, progress=lambda item, res: progress.advance(task))
+        results = import_files(
+            engine, source, items, hooks=_hooks(c), progress=lambda item, res: progress.advance(task)
+        )
     changes = sum(len(r.changes) for r in results)
     output.console().print(f"imported {len(results)} file(s) into {source}: {changes} changes")
 
