@@ -224,7 +224,7 @@ def test_a_tier_change_records_an_impact(db: str, tmp_path: Path) -> None:
         "--notional", "90000", "--margin", "4500")  # fmt: skip
     set_market(db, "binance-usdm", "ETH/USDT:USDT", 2000.0, 50.0)
     before = cli(db, "positions", "list", "--json")[0]
-    tighter = [(0, 0.005, 100), (10_000, 0.0065, 75), (50_000, 0.02, 20)] + ETH_ERA[4:]
+    tighter = [(0, 0.005, 100), (10_000, 0.0065, 75), (50_000, 0.02, 20), *ETH_ERA[4:]]
     new = archive(tmp_path, "2021-06-01_usdm.json", {"BTC/USDT:USDT": BTC_ERA, "ETH/USDT:USDT": tighter}, 500e6)
     cli(db, "import", str(new), "--source", "binance-usdm")
     (impact,) = cli(db, "impacts", "--json")
