@@ -1,0 +1,195 @@
+"""Binance USDⓈ-M and COIN-M tier tables (domain doc §7).
+
+With a (read-only) key the official signed endpoints are used through ccxt's raw implicit methods:
+`GET /fapi/v1/leverageBracket` and `GET /dapi/v2/leverageBracket`. They keep `cum` and the per-account
+`notionalCoef` that ccxt's `fetch_leverage_tiers` loses. Without a key, the unofficial web endpoint is
+called directly with httpx (ccxt does not cover it).
+
+ccxt and httpx are imported inside the functions that use them: `import ccxt` costs 0.3 s and 78 MB,
+and `monitor.exchanges` must stay cheap to import for commands that only read the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from monitor.exchanges.errors import AuthFailed, EmptyResult, FetchError, Malformed, from_ccxt, from_httpx
+from monitor.settings import Settings
+from snapshots.model import Snapshot, TierTable
+from snapshots.parse import parse_binance_brackets, parse_binance_web
+from snapshots.symbols import canonical_symbol
+
+REAL_FAPI = "https://fapi.binance.com"
+REAL_DAPI = "https://dapi.binance.com"
+
+
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    exchange_class: str  # attribute of the ccxt module
+    method: str  # ccxt raw implicit method of the bracket endpoint
+    provenance: str
+
+
+_SIGNED: dict[str, _Signed] = {
+    "binance-usdm": _Signed("binanceusdm", "fapiPrivateGetLeverageBracket", "binance-fapi-signed"),
+    # The COIN-M v1 endpoint is discouraged; v2 returns floors and caps in coin (domain doc §7).
+    "binance-coinm": _Signed("binancecoinm", "dapiPrivateV2GetLeverageBracket", "binance-dapi-signed"),
+}
+
+WEB_PATHS: dict[str, str] = {
+    "binance-usdm": "/bapi/futures/v1/friendly/future/common/brackets",
+    "binance-coinm": "/bapi/futures/v1/friendly/delivery/common/brackets",
+}
+
+
+def fetch_binance(source: str, settings: Settings, *, now: Callable[[], datetime]) -> Snapshot:
+    """Every tier table of `source` ("binance-usdm" or "binance-coinm"), signed when a key is configured.
+
+    Raises `FetchError` for transport and exchange failures, `PayloadError`/`InvalidTable` (naming the
+    symbol) for a table that breaks domain doc §1. `taken_at` is `now()` when the fetch starts.
+    """
+    if source not in _SIGNED:
+        raise FetchError(f"unknown Binance source {source!r}")
+    if settings.binance.has_key:
+        return _fetch_signed(source, settings, now=now)
+    return _fetch_web(source, settings, now=now)
+
+
+# -- signed endpoints through ccxt -----------------------------------------------------------------
+
+
+def rebased_urls(api: Mapping[str, Any], moves: Mapping[str, str]) -> dict[str, Any]:
+    """`api` (ccxt's `urls['api']`) with each URL starting with a key of `moves` moved onto its value.
+
+    Entries that are not strings or match no key are kept as they are.
+    """
+    out: dict[str, Any] = {}
+    for name, url in api.items():
+        out[name] = url
+        if isinstance(url, str):
+            for real, base in moves.items():
+                if url.startswith(real):
+                    out[name] = base.rstrip("/") + url[len(real) :]
+                    break
+    return out
+
+
+def _credentials(settings: Settings) -> tuple[str, str]:
+    key, secret = settings.binance.api_key, settings.binance.api_secret
+    if key is None or secret is None:
+        raise AuthFailed("the signed endpoints need binance.api_key and binance.api_secret")
+    return key.get_secret_value(), secret.get_secret_value()
+
+
+def _signed_exchange(spec: _Signed, settings: Settings) -> Any:
+    import ccxt  # lazily: see the module docstring
+
+    key, secret = _credentials(settings)
+    exchange = getattr(ccxt, spec.exchange_class)(
+        {
+            "apiKey": key,
+            "secret": secret,
+            "timeout": int(settings.http_timeout * 1000),  # ccxt wants milliseconds
+            "enableRateLimit": True,
+            # With keys set, load_markets would also call a wallet endpoint and fail with it (domain doc §7).
+            "options": {"fetchCurrencies": False},
+        }
+    )
+    moves = {REAL_FAPI: settings.endpoints.binance_fapi, REAL_DAPI: settings.endpoints.binance_dapi}
+    exchange.urls["api"] = rebased_urls(exchange.urls["api"], moves)
+    return exchange
+
+
+def _fetch_signed(source: str, settings: Settings, *, now: Callable[[], datetime]) -> Snapshot:
+    import ccxt  # lazily: see the module docstring
+
+    spec = _SIGNED[source]
+    secrets = _credentials(settings)
+    taken_at = now()
+    exchange = _signed_exchange(spec, settings)
+    try:
+        exchange.load_markets()
+        payload = getattr(exchange, spec.method)()
+    except ccxt.BaseError as exc:
+        # `from None`: the ccxt message carries the signed URL, which must not reach a traceback.
+        raise from_ccxt(exc, timeout=settings.http_timeout, secrets=secrets) from None
+    entries = _bracket_list(payload)
+    symbol_of = MarketSymbols(source, exchange.markets_by_id)
+    tables = parse_binance_brackets(source, entries, symbol_of)
+    return _snapshot(source, taken_at, spec.provenance, tables, symbol_of.warnings())
+
+
+def _bracket_list(payload: Any) -> list[Any]:
+    """The signed endpoint's list of symbols, or the reason it is not one."""
+    if isinstance(payload, str | bytes):  # ccxt returns the text when it cannot decode JSON
+        raise Malformed("malformed JSON")
+    if not isinstance(payload, list):
+        raise Malformed(f"malformed response: expected a list of symbols, got {type(payload).__name__}")
+    if not payload:
+        raise EmptyResult("empty table list")
+    return payload
+
+
+class MarketSymbols:
+    """Map exchange ids to ccxt unified symbols through loaded markets, never dropping an id.
+
+    An id missing from the markets (ccxt would silently drop it, domain doc §7) is named by
+    `canonical_symbol` instead, and remembered so the snapshot can say so.
+    """
+
+    def __init__(self, source: str, markets_by_id: Mapping[str, Any] | None) -> None:
+        self._source = source
+        self._markets = markets_by_id or {}
+        self.unmapped: list[str] = []
+
+    def __call__(self, exchange_id: str) -> str:
+        found = self._markets.get(exchange_id)
+        if found:  # ccxt keeps a list per id: one entry unless an id is shared across market types
+            return str(found[0]["symbol"])
+        self.unmapped.append(exchange_id)
+        return canonical_symbol(self._source, exchange_id)
+
+    def warnings(self) -> tuple[str, ...]:
+        if not self.unmapped:
+            return ()
+        shown = ", ".join(self.unmapped[:5]) + (", …" if len(self.unmapped) > 5 else "")
+        return (f"{len(self.unmapped)} ids not in the exchange's market list, named by their id's shape: {shown}",)
+
+
+def _snapshot(
+    source: str, taken_at: datetime, provenance: str, tables: dict[str, TierTable], warnings: tuple[str, ...]
+) -> Snapshot:
+    return Snapshot(source=source, taken_at=taken_at, provenance=provenance, tables=tables, warnings=warnings)
+
+
+# -- keyless web endpoint through httpx --------------------------------------------------------------
+
+
+def _fetch_web(source: str, settings: Settings, *, now: Callable[[], datetime]) -> Snapshot:
+    import httpx  # lazily: see the module docstring
+
+    url = settings.endpoints.binance_web.rstrip("/") + WEB_PATHS[source]
+    taken_at = now()
+    try:
+        response = httpx.post(url, json={}, timeout=settings.http_timeout)
+        response.raise_for_status()
+        body = response.json()
+    except json.JSONDecodeError:
+        raise Malformed("malformed JSON") from None
+    except httpx.HTTPError as exc:
+        raise from_httpx(exc, timeout=settings.http_timeout) from None
+    if _web_brackets_empty(body):
+        raise EmptyResult("empty table list")
+    # The web endpoint's ids are plain exchange ids; no ccxt here, so they are named by their shape.
+    tables = parse_binance_web(source, body, lambda key: canonical_symbol(source, key))
+    return _snapshot(source, taken_at, "binance-web", tables, ())
+
+
+def _web_brackets_empty(body: Any) -> bool:
+    data = body.get("data") if isinstance(body, dict) else None
+    brackets = data.get("brackets") if isinstance(data, dict) else None
+    return isinstance(brackets, list) and not brackets
