@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 
-# Longest first, so that "FDUSD" is not read as "...FD" + "USD".
-_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "USD")
+# Longest first, so that "FDUSD" is not read as "...FD" + "USD". Inverse contracts are quoted in USD
+# only: "BNBUSD_PERP" is BNB/USD, not "BN" quoted in BUSD.
+_LINEAR_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD")
+_INVERSE_QUOTES = ("USD",)
 _DATED = re.compile(r"^(?P<id>[A-Z0-9]+)_(?P<date>\d{6})$")
 _PERP = re.compile(r"^(?P<id>[A-Z0-9]+)_PERP$")
 
 
-def _split(exchange_id: str) -> tuple[str, str] | None:
-    for quote in _QUOTES:
+def _split(exchange_id: str, quotes: tuple[str, ...]) -> tuple[str, str] | None:
+    for quote in quotes:
         if exchange_id.endswith(quote) and len(exchange_id) > len(quote):
             return exchange_id[: -len(quote)], quote
     return None
@@ -38,11 +40,9 @@ def canonical_symbol(source: str, key: str) -> str:
         ident, suffix = m["id"], "-" + m["date"]
     elif m := _PERP.match(key):
         ident = m["id"]
-    parts = _split(ident)
+    parts = _split(ident, _INVERSE_QUOTES if inverse else _LINEAR_QUOTES)
     if parts is None:
         return key
     base, quote = parts
-    if source == "bybit-linear" and quote == "USD":
-        return key  # Bybit linear contracts settle in USDT/USDC; "…USD" there is not a shape we know
     settle = base if inverse else quote
     return f"{base}/{quote}:{settle}{suffix}"

@@ -131,6 +131,8 @@ def test_a_bad_entry_is_named() -> None:
         ("binance-usdm", "1000PEPEUSDC", "1000PEPE/USDC:USDC"),
         ("binance-coinm", "BTCUSD_PERP", "BTC/USD:BTC"),
         ("binance-coinm", "ETHUSD_250627", "ETH/USD:ETH-250627"),
+        ("binance-coinm", "BNBUSD_PERP", "BNB/USD:BNB"),
+        ("binance-usdm", "BNBBUSD", "BNB/BUSD:BUSD"),
         ("bybit-linear", "SOLUSDT", "SOL/USDT:USDT"),
         ("bybit-inverse", "BTCUSD", "BTC/USD:BTC"),
         ("binance-usdm", "币安人生/USDT:USDT", "币安人生/USDT:USDT"),

@@ -49,7 +49,7 @@ def test_catalog_handles_match_the_models(handle: object) -> None:
 
 
 def test_a_bad_database_url_is_one_clear_line() -> None:
-    with pytest.raises(Exception, match="invalid database URL|cannot open database") as err:
+    with pytest.raises(Exception, match=r"invalid database URL|cannot open database") as err:
         open_engine("nosuchdriver://x")
     assert "\n" not in str(err.value)
 
@@ -67,7 +67,11 @@ def test_light_database_url_agrees_with_settings(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    assert paths.database_url(empty) == load_settings(empty).database_url == f"sqlite:///{tmp_path}/data/tierdrift/tierdrift.db"
+    assert (
+        paths.database_url(empty)
+        == load_settings(empty).database_url
+        == f"sqlite:///{tmp_path}/data/tierdrift/tierdrift.db"
+    )
 
 
 def test_settings_never_show_secrets(tmp_path: Path) -> None:
