@@ -139,8 +139,9 @@ def naive_poll(engine: Any, symbols: list[str], scale: float, at: datetime) -> t
                     upnl = sum(unrealised_pnl(spec_of(o), market[(o.source, o.symbol)].mark or 0) for o in others)
                     cross = CrossAccount(money[p.source], tmm, upnl)
                 figures.append(liquidation(spec_of(p), tab, mark=m.mark, adr=m.adr, cross=cross))
+            new_lp = figures[1].liquidation_price
             impact = Impact(position_id=p.id or 0, poll_id=result.poll_id, detected_at=at, source=p.source,
-                            symbol=p.symbol, changes="[]", new_liquidation_price=figures[1].liquidation_price)  # fmt: skip
+                            symbol=p.symbol, changes="[]", new_liquidation_price=new_lp)  # fmt: skip
             s.add(impact)
             n += 1
         s.commit()
