@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from monitor import cli_context, cli_positions, output
+from monitor import cli_alerts, cli_context, cli_positions, output
 from snapshots.errors import TierdriftError
 from snapshots.history import (
     StoredChange,
@@ -84,11 +84,14 @@ def poll(
     results = []
     for name in sources:
         results.append(_poll_one(c, name, lambda src, st: fetch_snapshot(src, st, now=utcnow), accept_removals))
+    report = cli_alerts.deliver_all(c) if c.settings.all_channels() else None
     if as_json:
         output.emit_json([output.poll_json(r) for r in results])
     else:
         for r in results:
             _print_result(r)
+        if report is not None:
+            cli_alerts.print_report(report)
     if any(r.outcome != "ok" for r in results):
         raise typer.Exit(1)
 
@@ -107,11 +110,19 @@ def _poll_one(c: cli_context.Context, source: str, fetch: object, accept_removal
     )
 
 
-def _hooks(c: cli_context.Context) -> list[Hook]:
-    """What a poll or an import does inside its transaction after storing changes: impacts, alerts."""
+def _import_hooks(c: cli_context.Context, alert: bool) -> list[Hook]:
+    if alert:
+        return _hooks(c)
     from monitor.impacts import ImpactContext, make_hook
 
     return [make_hook(ImpactContext(c.settings.violation_threshold_adr))]
+
+
+def _hooks(c: cli_context.Context) -> list[Hook]:
+    """What a poll or an import does inside its transaction after storing changes: impacts, alerts, health."""
+    from monitor.wiring import poll_hooks
+
+    return poll_hooks(c.settings, utcnow)
 
 
 def _print_result(r: PollResult, limit: int = 40) -> None:
@@ -147,8 +158,14 @@ def import_(
         str | None,
         typer.Option("--at", help="Snapshot time for a single file (default: the file name's leading date)."),
     ] = None,
+    alert: Annotated[
+        bool, typer.Option("--alert", help="Also enqueue alerts for what the files change, as a poll would.")
+    ] = False,
 ) -> None:
-    """Backfill history from archived tier files, oldest first."""
+    """Backfill history from archived tier files, oldest first.
+
+    Impacts on open positions are recorded; alerts are not sent for history unless --alert is given.
+    """
     # The write path pulls deepdiff and numpy (about 60 ms); loaded here so read-only commands start fast.
     from rich.progress import Progress
 
@@ -161,7 +178,7 @@ def import_(
     with Progress(console=output.console(), transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("importing", total=len(items))
         results = import_files(
-            engine, source, items, hooks=_hooks(c), progress=lambda item, res: progress.advance(task)
+            engine, source, items, hooks=_import_hooks(c, alert), progress=lambda item, res: progress.advance(task)
         )
     changes = sum(len(r.changes) for r in results)
     output.console().print(f"imported {len(results)} file(s) into {source}: {changes} changes")
@@ -350,6 +367,7 @@ app.add_typer(cli_positions.positions_app, name="positions")
 app.add_typer(cli_positions.account_app, name="account")
 app.command("impacts")(cli_positions.impacts)
 app.command("liq")(cli_positions.liq)
+app.add_typer(cli_alerts.alerts_app, name="alerts")
 
 
 def main() -> None:

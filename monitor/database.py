@@ -17,7 +17,7 @@ from snapshots.engine import make_engine
 from snapshots.errors import TierdriftError
 
 #: The newest migration in monitor/migrations/versions. tests/test_migrations.py keeps them in step.
-HEAD = "0002"
+HEAD = "0003"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -110,7 +110,7 @@ def impact_row(
 def compute_impacts(session: Session, result: PollResult, threshold_adr: float) -> list[dict[str, Any]]:
     """Impact rows for every open position on a symbol this poll changed (not yet written)."""
     changed = {u.symbol: u for u in result.updates if u.changes}
-    if not changed or result.baseline:
+    if result.outcome != "ok" or not changed or result.baseline:
         return []
     positions = _open_on(session, result.source, set(changed))
     if not positions:

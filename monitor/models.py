@@ -91,3 +91,15 @@ class Impact(SQLModel, table=True):
     crosses_tier: bool = False
     violation: bool | None = None
     reasons: str | None = None  # JSON object: why a figure is unknown
+
+
+class SourceHealth(SQLModel, table=True):
+    """Whether a source is healthy, and whether its trouble has been alerted (once per episode)."""
+
+    __tablename__ = "source_health"
+
+    source: str = Field(primary_key=True)
+    state: str = "ok"  # ok | failing | stale | quarantined
+    since: datetime | None = None  # start of the current trouble
+    reason: str | None = None
+    alerted_at: datetime | None = None  # when the trouble alert went out; None: not (yet) alerted

@@ -19,7 +19,8 @@ from snapshots.model import Snapshot
 from snapshots.store import ApplyPolicy, PollResult, apply_snapshot, record_failure
 
 Fetch = Callable[[str, Settings], Snapshot]
-#: Called inside the poll's transaction with every successful (ok) result, to add derived records.
+#: Called inside the poll's transaction with every result (ok, quarantined or failed), to add derived
+#: records: impacts, alerts, source health. A hook that raises rolls the whole poll back.
 Hook = Callable[[Session, PollResult], None]
 
 
@@ -47,9 +48,9 @@ def poll_source(
     try:
         snap = fetch(source, settings)
     except TierdriftError as exc:
-        return _fail(engine, source, started, t0, str(exc))
+        return _fail(engine, source, started, t0, str(exc), hooks)
     except Exception as exc:  # a bug or an unmapped library error: recorded, never swallowed
-        return _fail(engine, source, started, t0, f"unexpected {type(exc).__name__}: {exc}")
+        return _fail(engine, source, started, t0, f"unexpected {type(exc).__name__}: {exc}", hooks)
     with Session(engine) as session:
         try:
             result = apply_snapshot(
@@ -61,16 +62,17 @@ def poll_source(
             )
         except TierdriftError as exc:
             session.rollback()
-            return _fail(engine, source, started, t0, str(exc))
-        if result.outcome == "ok":
-            for hook in hooks:
-                hook(session, result)
+            return _fail(engine, source, started, t0, str(exc), hooks)
+        for hook in hooks:
+            hook(session, result)
         session.commit()
     return result
 
 
-def _fail(engine: Engine, source: str, started: datetime, t0: float, reason: str) -> PollResult:
+def _fail(engine: Engine, source: str, started: datetime, t0: float, reason: str, hooks: Sequence[Hook]) -> PollResult:
     with Session(engine) as session:
         result = record_failure(session, source, started, (time.perf_counter() - t0) * 1000, reason)
+        for hook in hooks:
+            hook(session, result)
         session.commit()
     return result

@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from alerts.config import ChannelConfig, EmailConfig, WebhookConfig
 from monitor.paths import ConfigError, default_config_file, default_database_url
 from snapshots.model import SOURCES
 
@@ -66,10 +67,45 @@ class Settings(BaseSettings):
     violation_threshold_adr: float = Field(default=2.0, gt=0)
     #: Days of daily mark-price candles in the average daily range.
     adr_days: int = Field(default=14, ge=1, le=200)
+    #: Alert channels (`[[channels]]` tables in the config file); see also the shortcuts below.
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    #: Shortcut for containers: one webhook channel named "webhook" (TIERDRIFT_WEBHOOK_URL/_SECRET).
+    webhook_url: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    #: Shortcut for containers: one email channel named "email" (TIERDRIFT_SMTP_URL, TIERDRIFT_EMAIL_TO).
+    smtp_url: SecretStr | None = None
+    email_to: str | None = None  # comma-separated addresses
+    email_from: str = "tierdrift@localhost"
+    #: Alert when a source has failed for this many minutes (and again when it recovers).
+    health_alert_after_minutes: float = Field(default=30.0, gt=0)
+    #: A source without a successful poll for this many minutes is stale (`tierdrift check`, alerts).
+    stale_after_minutes: float = Field(default=30.0, gt=0)
+    #: Keep retrying an alert delivery for this long, then mark it failed.
+    alert_max_age_hours: float = Field(default=24.0, gt=0)
     #: Bybit pages: give up after this many (the whole linear list is about 60 pages in 2026).
     bybit_max_pages: int = Field(default=500, ge=1)
     #: Retries of one rate-limited or failing Bybit page before the poll fails.
     bybit_page_retries: int = Field(default=4, ge=0)
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channel_names(cls, value: list[ChannelConfig]) -> list[ChannelConfig]:
+        names = [c.name for c in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"channel name {dupes[0]!r} is used twice; give each channel its own name")
+        return value
+
+    def all_channels(self) -> list[ChannelConfig]:
+        """The configured channels plus the environment shortcuts (skipped if their name is taken)."""
+        out: list[ChannelConfig] = list(self.channels)
+        taken = {c.name for c in out}
+        if self.webhook_url and "webhook" not in taken:
+            out.append(WebhookConfig(name="webhook", url=self.webhook_url, secret=self.webhook_secret))
+        if self.smtp_url and self.email_to and "email" not in taken:
+            to = [a.strip() for a in self.email_to.split(",") if a.strip()]
+            out.append(EmailConfig(name="email", smtp_url=self.smtp_url, to=to, sender=self.email_from))
+        return out
 
     @field_validator("sources")
     @classmethod
@@ -91,6 +127,13 @@ class Settings(BaseSettings):
         for key in ("api_key", "api_secret"):
             if data["binance"].get(key):
                 data["binance"][key] = "***"
+        for key in ("webhook_url", "webhook_secret", "smtp_url"):
+            if data.get(key):
+                data[key] = "***"
+        for channel in data["channels"]:
+            for key in ("url", "secret", "smtp_url"):
+                if channel.get(key):
+                    channel[key] = "***"
         return data
 
 

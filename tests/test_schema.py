@@ -10,7 +10,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-import monitor.models  # noqa: F401  (registers the tables)
+import alerts.db  # noqa: F401  (registers the tables)
+import monitor.models  # noqa: F401
 import snapshots.db  # noqa: F401
 from monitor import paths
 from monitor.database import HEAD, MIGRATIONS, current_revision, open_engine

@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import monitor.models  # noqa: F401  (registers the tables on SQLModel.metadata for autogenerate)
+import alerts.db  # noqa: F401  (registers the tables on SQLModel.metadata for autogenerate)
+import monitor.models  # noqa: F401
 import snapshots.db  # noqa: F401
 
 target_metadata = SQLModel.metadata

@@ -1,0 +1,1 @@
+"""Delivery channels. Each is a small class on `alerts.channels.base.Channel`."""

@@ -1,0 +1,186 @@
+"""Turn events into alerts: a position impact, one poll's tier-change digest, a source's health.
+
+Builders are pure: they take the event's figures and a clock reading and return an `Alert` whose `data`
+keeps every number unformatted (the webhook payload) and whose `lines`/`rows` are for people.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from alerts.model import Alert, Severity
+from snapshots.model import Change
+
+#: Changes shown one by one in a digest; the rest are counted.
+DIGEST_LINES = 30
+#: Fields whose rise (or, for these, fall) tightens a table for traders.
+_TIGHTER_IF_UP = {"maintenance_margin_rate", "maintenance_amount"}
+_TIGHTER_IF_DOWN = {"max_leverage", "cap"}
+
+
+def new_id() -> str:
+    return f"alert_{uuid.uuid4().hex}"
+
+
+def money(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:,.2f}" if abs(x) >= 1 else f"{x:.6g}"
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{x * 100:.4g}%"
+
+
+def adr(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f} ADR"
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def impact_alert(
+    impact: Mapping[str, Any], position: Mapping[str, Any], *, threshold_adr: float, now: datetime
+) -> Alert:
+    """An alert for one impact row (see monitor.impacts) on one position."""
+    new_violation = bool(impact.get("violation"))
+    if impact.get("newly_violates"):
+        severity = Severity.CRITICAL
+    elif new_violation or impact.get("crosses_tier"):
+        severity = Severity.WARNING
+    else:
+        severity = Severity.INFO
+    symbol, side = impact["symbol"], position["side"]
+    old_lp, new_lp = impact.get("old_liquidation_price"), impact.get("new_liquidation_price")
+    title = f"{symbol} {side} #{position['id']}: liquidation price {money(old_lp)} → {money(new_lp)}"
+    if new_violation:
+        title += f" (buffer {adr(impact.get('new_buffer_adr'))}, below {threshold_adr:g})"
+    lines = [
+        f"{impact['source']} {symbol} {side} {position.get('size_input', '')} at {money(position.get('entry_price'))}"
+        f" ({position.get('mode', 'isolated')})".strip(),
+        f"mark {money(impact.get('mark_price'))}, ADR {money(impact.get('adr'))}",
+    ]
+    if impact.get("newly_violates"):
+        lines.append(f"NEW MARGIN-RISK VIOLATION: buffer below {threshold_adr:g} ADR")
+    if impact.get("crosses_tier"):
+        lines.append(f"the position now liquidates in tier {impact.get('new_tier')} (was {impact.get('old_tier')})")
+    changes = impact.get("changes") or []
+    lines.extend(f"cause: {_change_line(symbol, c)}" for c in changes[:5])
+    if len(changes) > 5:
+        lines.append(f"cause: … and {len(changes) - 5} more changes")
+    reasons = impact.get("reasons") or {}
+    lines.extend(f"unknown {k}: {v}" for k, v in reasons.items())
+    rows = (
+        ("tier at liquidation", str(impact.get("old_tier") or "—"), str(impact.get("new_tier") or "—")),
+        ("maintenance rate", pct(impact.get("old_rate")), pct(impact.get("new_rate"))),
+        ("maintenance amount", money(impact.get("old_amount")), money(impact.get("new_amount"))),
+        ("liquidation price", money(old_lp), money(new_lp)),
+        ("distance from mark", pct(impact.get("old_distance")), pct(impact.get("new_distance"))),
+        ("buffer", adr(impact.get("old_buffer_adr")), adr(impact.get("new_buffer_adr"))),
+    )
+    data = {"impact": dict(impact), "position": dict(position), "threshold_adr": threshold_adr}
+    return Alert(new_id(), "position_impact", severity, now, title, impact["source"], symbol, tuple(lines), rows, data)
+
+
+def _change_line(symbol: str, c: Mapping[str, Any]) -> str:
+    kind = c.get("kind")
+    if kind in ("symbol_listed", "symbol_delisted"):
+        return f"{symbol} {str(kind).replace('_', ' ')}"
+    if kind != "tier_changed":
+        return f"{symbol} tier {c.get('tier')} {str(kind).split('_')[1]}"
+    field = str(c.get("field"))
+    fmt = pct if field == "maintenance_margin_rate" else money
+    return f"{symbol} tier {c.get('tier')} {field.replace('_', ' ')} {fmt(c.get('old'))} → {fmt(c.get('new'))}"
+
+
+def _tightens(c: Change) -> bool:
+    if c.kind in ("tier_removed", "symbol_delisted"):
+        return True
+    if c.kind != "tier_changed" or c.old is None or c.new is None:
+        return False
+    return (c.field in _TIGHTER_IF_UP and c.new > c.old) or (c.field in _TIGHTER_IF_DOWN and c.new < c.old)
+
+
+def digest_alert(
+    source: str, changes: Sequence[Change], *, detected_at: datetime, previous_poll_at: datetime | None, now: datetime
+) -> Alert:
+    """All changes of one poll of one source, as one message; a large batch is summarised."""
+    symbols = sorted({c.symbol for c in changes})
+    kinds = Counter(c.kind for c in changes)
+    tighter = sum(1 for c in changes if _tightens(c))
+    severity = Severity.WARNING if tighter else Severity.INFO
+    title = f"{source}: {len(changes)} tier change(s) on {len(symbols)} symbol(s)"
+    window = (
+        f"between {_iso(previous_poll_at)} and {_iso(detected_at)}" if previous_poll_at else f"at {_iso(detected_at)}"
+    )
+    lines = [f"detected {window}", ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))]
+    if tighter:
+        lines.append(f"{tighter} change(s) tighten margin requirements")
+    shown = [c for c in changes if c.kind == "tier_changed"][:DIGEST_LINES]
+    fmt = {True: pct, False: money}
+    rows = tuple(
+        (
+            f"{c.symbol} tier {c.tier} {str(c.field).replace('_', ' ')}",
+            fmt[c.field == "maintenance_margin_rate"](c.old),
+            fmt[c.field == "maintenance_margin_rate"](c.new),
+        )
+        for c in shown
+    )
+    others = [c for c in changes if c.kind != "tier_changed"][:DIGEST_LINES]
+    lines.extend(_change_line(c.symbol, {"kind": c.kind, "tier": c.tier}) for c in others)
+    hidden = len(changes) - len(shown) - len(others)
+    if hidden > 0:
+        lines.append(f"… and {hidden} more change(s): tierdrift changes --source {source} --since {_iso(detected_at)}")
+    data = {
+        "source": source,
+        "detected_at": _iso(detected_at),
+        "previous_poll_at": _iso(previous_poll_at) if previous_poll_at else None,
+        "counts": dict(kinds),
+        "symbols": symbols[:200],
+        "symbols_total": len(symbols),
+        "changes_total": len(changes),
+        "tightening": tighter,
+    }
+    return Alert(new_id(), "tier_changes", severity, now, title, source, None, tuple(lines), rows, data)
+
+
+HEALTH_STATES = ("failing", "stale", "quarantined", "recovered")
+
+
+def health_alert(source: str, state: str, *, since: datetime, reason: str | None, now: datetime) -> Alert:
+    """A source is failing, stale or quarantined (warning/critical), or has recovered (info)."""
+    assert state in HEALTH_STATES, state
+    severity = {"failing": Severity.CRITICAL, "stale": Severity.CRITICAL, "quarantined": Severity.WARNING}.get(
+        state, Severity.INFO
+    )
+    minutes = max(0, int((now - since).total_seconds() // 60))
+    titles = {
+        "failing": f"{source}: polls failing for {minutes} min",
+        "stale": f"{source}: no successful poll for {minutes} min",
+        "quarantined": f"{source}: poll quarantined, tables not applied",
+        "recovered": f"{source}: recovered after {minutes} min",
+    }
+    lines = [f"since {_iso(since)}"] + ([f"reason: {reason}"] if reason else [])
+    if state != "recovered":
+        lines.append("tier changes on this source are not being seen until it recovers")
+    data = {"source": source, "state": state, "since": _iso(since), "reason": reason}
+    return Alert(new_id(), "source_health", severity, now, titles[state], source, None, tuple(lines), (), data)
+
+
+def sample_alert(now: datetime) -> Alert:
+    """The sample `alerts test` sends through every channel."""
+    return Alert(
+        new_id(),
+        "test",
+        Severity.INFO,
+        now,
+        "tierdrift test alert: this channel works",
+        lines=("If you can read this, tierdrift can reach you here.",),
+        rows=(("example liquidation price", "56,001.51", "66,593.94"),),
+        data={"test": True},
+    )

@@ -1,0 +1,98 @@
+"""Wire events to the outbox and the outbox to channels, from the settings.
+
+The hooks built here run inside a poll's (or an import's) transaction: a digest of the poll's changes
+and an alert per position impact are enqueued together with the changes and impacts themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from alerts.channels.email import EmailChannel
+from alerts.channels.webhook import WebhookChannel
+from sqlmodel import Session, col, select
+
+from alerts.channels.base import Channel
+from alerts.config import ChannelConfig, EmailConfig
+from alerts.deliver import DeliveryPolicy
+from alerts.events import digest_alert, impact_alert
+from alerts.outbox import Route, enqueue
+from monitor.impacts import ImpactSink
+from monitor.models import Position
+from monitor.polling import Hook
+from monitor.settings import Settings
+from snapshots.store import PollResult
+
+
+def routes(settings: Settings) -> list[Route]:
+    return [Route(c.name, c.filters) for c in settings.all_channels()]
+
+
+def make_channel(config: ChannelConfig) -> Channel:
+    if isinstance(config, EmailConfig):
+        return EmailChannel(config)
+    return WebhookChannel(config)
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    return {c.name: make_channel(c) for c in settings.all_channels()}
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    return DeliveryPolicy(max_age=settings.alert_max_age_hours * 3600)
+
+
+def _position_summary(p: Position) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "side": p.side,
+        "entry_price": p.entry_price,
+        "size": p.size,
+        "size_input": p.size_input,
+        "mode": p.mode,
+        "margin": p.margin,
+        "note": p.note,
+    }
+
+
+def impact_sink(settings: Settings, clock: Callable[[], datetime]) -> ImpactSink:
+    """Enqueue one alert per impact row, in the poll's transaction."""
+    threshold, where = settings.violation_threshold_adr, routes(settings)
+
+    def sink(session: Session, result: PollResult, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        ids = [r["position_id"] for r in rows]
+        positions = {p.id: p for p in session.exec(select(Position).where(col(Position.id).in_(ids)))}
+        now = clock()
+        alerts = []
+        for row in rows:
+            impact = {**row, "changes": json.loads(row["changes"]), "reasons": json.loads(row["reasons"] or "{}")}
+            impact["detected_at"] = row["detected_at"].isoformat().replace("+00:00", "Z")
+            summary = _position_summary(positions[row["position_id"]])
+            alerts.append(impact_alert(impact, summary, threshold_adr=threshold, now=now))
+        enqueue(session, alerts, where, now)
+
+    return sink
+
+
+def digest_hook(settings: Settings, clock: Callable[[], datetime]) -> Hook:
+    """Enqueue one digest of all the changes of a poll of one source (none for a baseline)."""
+    where = routes(settings)
+
+    def hook(session: Session, result: PollResult) -> None:
+        if result.outcome != "ok" or result.baseline or not result.changes:
+            return
+        alert = digest_alert(
+            result.source,
+            result.changes,
+            detected_at=result.started_at,
+            previous_poll_at=result.previous_poll_at,
+            now=clock(),
+        )
+        enqueue(session, [alert], where, clock())
+
+    return hook

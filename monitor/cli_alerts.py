@@ -1,0 +1,199 @@
+"""`tierdrift alerts …`: deliver, test, list and retry alerts.
+
+Heavy imports (SQLModel, httpx through the channels) are loaded inside the commands so that registering
+these commands costs nothing to the fast read-only ones.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from monitor import cli_context, output
+from snapshots.timefmt import iso, utcnow
+
+if TYPE_CHECKING:
+    from alerts.deliver import DeliveryReport
+
+alerts_app = typer.Typer(help="Deliver, test, list and retry alerts.", no_args_is_help=True)
+
+
+def deliver_all(c: cli_context.Context) -> DeliveryReport:
+    """Attempt every delivery that is due now (in batches); channels rest after a failure."""
+    from alerts.deliver import DeliveryReport, deliver_due
+    from monitor.alerting import build_channels, delivery_policy
+
+    channels = build_channels(c.settings)
+    total = DeliveryReport()
+    try:
+        while True:
+            report = deliver_due(c.engine, channels, clock=utcnow, policy=delivery_policy(c.settings))
+            total.sent += report.sent
+            total.retried += report.retried
+            total.failed += report.failed
+            total.skipped = report.skipped
+            total.errors.extend(report.errors)
+            if report.attempted == 0:
+                return total
+    finally:
+        for channel in channels.values():
+            channel.close()
+
+
+def print_report(report: DeliveryReport) -> None:
+    con = output.console()
+    con.print(
+        f"alerts: {report.sent} sent, {report.retried} to retry, {report.failed} failed"
+        + (f", {report.skipped} waiting for their channel" if report.skipped else "")
+    )
+    for line in report.errors[:20]:
+        con.print(f"  {line}")
+
+
+@alerts_app.command("deliver")
+def deliver(ctx: typer.Context) -> None:
+    """Send the pending alerts that are due now. Exit 1 if any delivery failed for good."""
+    report = deliver_all(cli_context.get(ctx))
+    print_report(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@alerts_app.command("test")
+def send_test(
+    ctx: typer.Context,
+    channel: Annotated[str | None, typer.Option("--channel", help="Only this channel.")] = None,
+) -> None:
+    """Send a sample alert through each configured channel now and report the outcome (nothing is stored)."""
+    from alerts.events import sample_alert
+    from monitor.alerting import make_channel
+
+    configs = cli_context.get(ctx).settings.all_channels()
+    if channel:
+        configs = [c for c in configs if c.name == channel]
+        if not configs:
+            raise typer.BadParameter(f"no channel named {channel!r}", param_hint="--channel")
+    if not configs:
+        output.console().print(
+            "no channels configured: set TIERDRIFT_WEBHOOK_URL, or TIERDRIFT_SMTP_URL and TIERDRIFT_EMAIL_TO,"
+            " or add [[channels]] to the config file"
+        )
+        raise typer.Exit(1)
+    alert = sample_alert(utcnow())
+    failed = 0
+    for config in configs:
+        ch = make_channel(config)
+        try:
+            result = ch.send(alert)
+        finally:
+            ch.close()
+        outcome = "ok" if result.ok else f"FAILED: {result.error}"
+        failed += not result.ok
+        output.console().print(f"{config.name} ({ch.describe()}): {outcome}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@alerts_app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option("--status", help="pending, sent or failed.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 100,
+    as_json: cli_context.JsonOpt = False,
+) -> None:
+    """Alerts and their delivery on each channel, newest first (no secret is ever shown)."""
+    from sqlmodel import Session, col, select
+
+    from alerts.db import AlertRecord, ChannelState, Delivery
+
+    if status is not None and status not in ("pending", "sent", "failed"):
+        raise typer.BadParameter("choose pending, sent or failed", param_hint="--status")
+    stmt = (
+        select(Delivery, AlertRecord)
+        .join(AlertRecord, col(AlertRecord.id) == col(Delivery.alert_id))
+        .order_by(col(AlertRecord.created_at).desc(), col(Delivery.id).desc())
+        .limit(limit)
+    )
+    if status:
+        stmt = stmt.where(Delivery.status == status)
+    with Session(cli_context.get(ctx).engine) as session:
+        rows = [_row(d, a) for d, a in session.exec(stmt)]
+        disabled = [s for s in session.exec(select(ChannelState)) if s.disabled_at is not None]
+    if as_json:
+        output.emit_json(rows)
+        return
+    for s in disabled:
+        output.console().print(f"channel {s.name} is DISABLED: {s.disabled_reason}")
+    if not rows:
+        output.console().print("no alerts")
+        return
+    table = output.new_table()
+    for name in ("created", "alert", "kind", "severity", "channel", "status", "tries", "next / sent", "error"):
+        table.add_column(name)
+    for r in rows:
+        when = r["sent_at"] if r["status"] == "sent" else (r["next_attempt_at"] if r["status"] == "pending" else "")
+        table.add_row(
+            r["created_at"], f"{r['alert_id']}\n{r['title']}", r["kind"], r["severity"], r["channel"],
+            r["status"], str(r["attempts"]), when or "", r["last_error"] or "",
+        )  # fmt: skip
+    output.console().print(table)
+
+
+def _row(d: Any, a: Any) -> dict[str, Any]:
+    from alerts.model import Severity
+
+    return {
+        "alert_id": a.id,
+        "created_at": iso(a.created_at),
+        "kind": a.kind,
+        "severity": Severity(a.severity).label,
+        "source": a.source,
+        "symbol": a.symbol,
+        "title": a.title,
+        "channel": d.channel,
+        "status": d.status,
+        "attempts": d.attempts,
+        "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending" else None,
+        "sent_at": iso(d.sent_at),
+        "last_error": d.last_error,
+    }
+
+
+@alerts_app.command("retry")
+def retry(
+    ctx: typer.Context,
+    alert_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="An alert id from `alerts list`.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Retry every failed delivery.")] = False,
+) -> None:
+    """Put failed deliveries back in the queue (and re-enable a channel disabled by a 410), then deliver."""
+    from sqlalchemy import update
+    from sqlmodel import Session, col, select
+
+    from alerts.db import ChannelState, Delivery
+    from snapshots.errors import NotFound
+
+    if bool(alert_id) == failed:
+        raise typer.BadParameter("give an alert ID or --failed (not both)")
+    now = utcnow()
+    with Session(cli_context.get(ctx).engine) as session:
+        cond = col(Delivery.status) == "failed"
+        stmt = select(Delivery).where(cond if failed else col(Delivery.alert_id) == alert_id)
+        rows = [d for d in session.exec(stmt) if d.status == "failed"]
+        if not rows:
+            raise NotFound(f"no failed delivery for alert {alert_id}" if alert_id else "no failed deliveries")
+        ids = [d.id for d in rows]
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(ids))
+            .values(status="pending", next_attempt_at=now, created_at=now, last_error=None)
+        )
+        for name in {d.channel for d in rows}:
+            state = session.get(ChannelState, name)
+            if state is not None:
+                state.disabled_at = state.disabled_reason = state.retry_at = None
+                state.consecutive_failures = 0
+                session.add(state)
+        session.commit()
+    output.console().print(f"{len(rows)} deliveries queued again")
+    print_report(deliver_all(cli_context.get(ctx)))

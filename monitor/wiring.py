@@ -1,0 +1,28 @@
+"""The poll and import hooks, in order: impacts (and their alerts), the change digest, source health."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from monitor.alerting import digest_hook, impact_sink, routes
+from monitor.health import HealthRules, health_hook
+from monitor.impacts import ImpactContext, make_hook
+from monitor.polling import Hook
+from monitor.settings import Settings
+
+
+def health_rules(settings: Settings) -> HealthRules:
+    return HealthRules(
+        alert_after=timedelta(minutes=settings.health_alert_after_minutes),
+        stale_after=timedelta(minutes=settings.stale_after_minutes),
+    )
+
+
+def poll_hooks(settings: Settings, clock: Callable[[], datetime]) -> list[Hook]:
+    impacts = ImpactContext(settings.violation_threshold_adr, sinks=(impact_sink(settings, clock),))
+    return [
+        make_hook(impacts),
+        digest_hook(settings, clock),
+        health_hook(health_rules(settings), routes(settings), clock),
+    ]
