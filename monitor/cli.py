@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from monitor import cli_alerts, cli_context, cli_positions, output
+from monitor import cli_alerts, cli_context, cli_daemon, cli_positions, output
 from snapshots.errors import TierdriftError
 from snapshots.history import (
     StoredChange,
@@ -78,13 +78,20 @@ def poll(
     """Poll the exchanges once now; print what changed and what failed. Exit 1 if any source failed."""
     # monitor.exchanges loads ccxt and httpx lazily: importing it only here keeps read-only commands fast.
     from monitor.exchanges import fetch_snapshot
+    from monitor.lock import LockHeld, writer_lock
 
     c = cli_context.get(ctx)
     sources = [check_source(s) for s in source] if source else c.settings.sources
-    results = []
-    for name in sources:
-        results.append(_poll_one(c, name, lambda src, st: fetch_snapshot(src, st, now=utcnow), accept_removals))
-    report = cli_alerts.deliver_all(c) if c.settings.all_channels() else None
+    lock = writer_lock(c.engine)
+    if not lock.acquire():
+        raise LockHeld(f"`tierdrift run` (or another poll) holds the {lock.describe()} and is already polling")
+    try:
+        results = [
+            _poll_one(c, name, lambda src, st: fetch_snapshot(src, st, now=utcnow), accept_removals) for name in sources
+        ]
+        report = cli_alerts.deliver_all(c) if c.settings.all_channels() else None
+    finally:
+        lock.release()
     if as_json:
         output.emit_json([output.poll_json(r) for r in results])
     else:
@@ -113,9 +120,9 @@ def _poll_one(c: cli_context.Context, source: str, fetch: object, accept_removal
 def _import_hooks(c: cli_context.Context, alert: bool) -> list[Hook]:
     if alert:
         return _hooks(c)
-    from monitor.impacts import ImpactContext, make_hook
+    from monitor.impacts import ImpactContext, freshness, make_hook
 
-    return [make_hook(ImpactContext(c.settings.violation_threshold_adr))]
+    return [make_hook(ImpactContext(c.settings.violation_threshold_adr, freshness=freshness(c.settings)))]
 
 
 def _hooks(c: cli_context.Context) -> list[Hook]:
@@ -368,6 +375,9 @@ app.add_typer(cli_positions.account_app, name="account")
 app.command("impacts")(cli_positions.impacts)
 app.command("liq")(cli_positions.liq)
 app.add_typer(cli_alerts.alerts_app, name="alerts")
+app.command("run")(cli_daemon.run)
+app.command("check")(cli_daemon.check)
+app.add_typer(cli_daemon.config_app, name="config")
 
 
 def main() -> None:

@@ -82,7 +82,7 @@ def _position_json(p: Position, a: Assessment | None) -> dict[str, Any]:
 def _assess(ctx: typer.Context, positions: list[Position]) -> dict[int, Assessment]:
     from sqlmodel import Session
 
-    from monitor.impacts import load_market, wallets
+    from monitor.impacts import freshness, load_market, wallets
     from monitor.risk import assess
     from snapshots.history import tables_at
 
@@ -93,7 +93,7 @@ def _assess(ctx: typer.Context, positions: list[Position]) -> dict[int, Assessme
         for source in {p.source for p in positions}:
             for sym, table in tables_at(session.connection(), source, now).items():
                 tables[(source, sym)] = table
-        market = load_market(session, {(p.source, p.symbol) for p in positions}, now)
+        market = load_market(session, {(p.source, p.symbol) for p in positions}, now, freshness(c.settings))
         money = wallets(session)
     return assess(positions, tables, market, money, threshold_adr=c.settings.violation_threshold_adr)
 

@@ -88,3 +88,38 @@ def health_hook(rules: HealthRules, routes: Sequence[Route], clock: Callable[[],
         observe(session, result, rules, routes, clock())
 
     return hook
+
+
+def problems(session: Session, sources: Sequence[str], stale_after: timedelta, now: datetime) -> list[str]:
+    """Everything `tierdrift check` fails on, most urgent first, one line each."""
+    from sqlalchemy import func, select
+    from sqlmodel import col
+    from sqlmodel import select as sqlmodel_select
+
+    from alerts.db import ChannelState, Delivery
+    from snapshots.history import source_status
+
+    out: list[str] = []
+    conn = session.connection()
+    for source in sources:
+        status = source_status(conn, source)
+        if status.last_success_at is None:
+            out.append(
+                f"{source}: never polled successfully" + (f" ({status.last_error})" if status.last_error else "")
+            )
+        elif now - status.last_success_at > stale_after:
+            minutes = int((now - status.last_success_at).total_seconds() // 60)
+            out.append(
+                f"{source}: stale, last successful poll {minutes} min ago ({status.last_success_at.isoformat()})"
+            )
+        if status.last_outcome == "quarantined":
+            out.append(f"{source}: last poll quarantined: {status.last_error}")
+    failed = session.execute(
+        select(func.count()).select_from(Delivery).where(col(Delivery.status) == "failed")
+    ).scalar_one()
+    if failed:
+        out.append(f"{failed} alert deliveries failed: see `tierdrift alerts list --status failed`")
+    for state in session.exec(sqlmodel_select(ChannelState)):
+        if state.disabled_at is not None:
+            out.append(f"alert channel {state.name} is disabled: {state.disabled_reason}")
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert
@@ -17,22 +17,56 @@ from sqlmodel import Session, col, select
 
 from monitor.models import Account, Impact, MarketData, Position
 from monitor.risk import Assessment, Key, Market, assess
+from monitor.settings import Settings
+from snapshots.catalog import as_utc
 from snapshots.history import tables_at
 from snapshots.model import Change, TierTable
 from snapshots.store import PollResult
+from snapshots.timefmt import iso
 
 #: Called with the new impact rows, inside the same transaction (the alerts layer adds its outbox here).
 ImpactSink = Callable[[Session, PollResult, Sequence[dict[str, Any]]], None]
 
 
 @dataclass(frozen=True, slots=True)
+class Freshness:
+    """How old cached market data may be before it counts as unknown."""
+
+    mark: timedelta = timedelta(minutes=15)
+    adr: timedelta = timedelta(hours=48)
+
+
+def freshness(settings: Settings) -> Freshness:
+    return Freshness(
+        mark=timedelta(minutes=settings.mark_max_age_minutes), adr=timedelta(hours=settings.adr_max_age_hours)
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ImpactContext:
     threshold_adr: float
     sinks: Sequence[ImpactSink] = ()
+    freshness: Freshness = Freshness()
 
 
-def load_market(session: Session, keys: set[Key], now: datetime) -> dict[Key, Market]:
-    """The cached market data of `keys`, with the reason for whatever is missing."""
+def _fresh(
+    value: float | None, at: datetime | None, max_age: timedelta, now: datetime, what: str, error: str | None
+) -> tuple[float | None, str | None]:
+    """The cached value if recent enough, else None with the reason (a stale price is never used)."""
+    at = as_utc(at)
+    if value is None or at is None:
+        return None, f"{what} unavailable: {error or 'not fetched yet'}"
+    if now - at > max_age:
+        why = f"; last refresh failed: {error}" if error else ""
+        return None, f"{what} is stale (last at {iso(at)}){why}"
+    return value, None
+
+
+def load_market(
+    session: Session, keys: set[Key], now: datetime, freshness: Freshness | None = None
+) -> dict[Key, Market]:
+    """The cached market data of `keys`, with the reason for whatever is missing or stale."""
+    freshness = freshness or Freshness()
     out: dict[Key, Market] = {}
     if not keys:
         return out
@@ -41,12 +75,10 @@ def load_market(session: Session, keys: set[Key], now: datetime) -> dict[Key, Ma
         key = (row.source, row.symbol)
         if key not in keys:
             continue
-        reasons = {}
-        if row.mark_price is None:
-            reasons["mark"] = f"mark price unavailable: {row.error or 'not fetched yet'}"
-        if row.adr is None:
-            reasons["adr"] = f"ADR unavailable: {row.error or 'not fetched yet'}"
-        out[key] = Market(row.mark_price, row.adr, row.mark_at, row.adr_at, reasons)
+        mark, mark_why = _fresh(row.mark_price, row.mark_at, freshness.mark, now, "mark price", row.error)
+        adr, adr_why = _fresh(row.adr, row.adr_at, freshness.adr, now, "ADR", row.error)
+        reasons = {k: v for k, v in (("mark", mark_why), ("adr", adr_why)) if v}
+        out[key] = Market(mark, adr, as_utc(row.mark_at), as_utc(row.adr_at), reasons)
     for key in keys - set(out):
         out[key] = Market(reasons={"mark": "no market data fetched yet", "adr": "no market data fetched yet"})
     return out
@@ -107,7 +139,9 @@ def impact_row(
     }
 
 
-def compute_impacts(session: Session, result: PollResult, threshold_adr: float) -> list[dict[str, Any]]:
+def compute_impacts(
+    session: Session, result: PollResult, threshold_adr: float, fresh: Freshness | None = None
+) -> list[dict[str, Any]]:
     """Impact rows for every open position on a symbol this poll changed (not yet written)."""
     changed = {u.symbol: u for u in result.updates if u.changes}
     if result.outcome != "ok" or not changed or result.baseline:
@@ -128,7 +162,7 @@ def compute_impacts(session: Session, result: PollResult, threshold_adr: float) 
             old_tables[(result.source, sym)] = u.old
         if u.new is not None:
             new_tables[(result.source, sym)] = u.new
-    market = load_market(session, {(p.source, p.symbol) for p in positions}, result.started_at)
+    market = load_market(session, {(p.source, p.symbol) for p in positions}, result.started_at, fresh)
     money = wallets(session)
     before = assess(positions, old_tables, market, money, threshold_adr=threshold_adr)
     after = assess(positions, new_tables, market, money, threshold_adr=threshold_adr)
@@ -145,7 +179,7 @@ def make_hook(ctx: ImpactContext) -> Callable[[Session, PollResult], None]:
     """The poll hook that writes impacts (and hands them to `ctx.sinks`) in the poll's transaction."""
 
     def hook(session: Session, result: PollResult) -> None:
-        rows = compute_impacts(session, result, ctx.threshold_adr)
+        rows = compute_impacts(session, result, ctx.threshold_adr, ctx.freshness)
         if rows:
             session.execute(insert(Impact), rows)
         for sink in ctx.sinks:

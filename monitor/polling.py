@@ -6,8 +6,10 @@ snapshot, and whatever `hooks` add for it (impacts, alerts), commit together or 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
@@ -48,9 +50,9 @@ def poll_source(
     try:
         snap = fetch(source, settings)
     except TierdriftError as exc:
-        return _fail(engine, source, started, t0, str(exc), hooks)
+        return _fail(engine, source, started, t0, str(exc), hooks, _label(exc))
     except Exception as exc:  # a bug or an unmapped library error: recorded, never swallowed
-        return _fail(engine, source, started, t0, f"unexpected {type(exc).__name__}: {exc}", hooks)
+        return _fail(engine, source, started, t0, f"unexpected {type(exc).__name__}: {exc}", hooks, "unexpected")
     with Session(engine) as session:
         try:
             result = apply_snapshot(
@@ -62,16 +64,24 @@ def poll_source(
             )
         except TierdriftError as exc:
             session.rollback()
-            return _fail(engine, source, started, t0, str(exc), hooks)
+            return _fail(engine, source, started, t0, str(exc), hooks, _label(exc))
         for hook in hooks:
             hook(session, result)
         session.commit()
     return result
 
 
-def _fail(engine: Engine, source: str, started: datetime, t0: float, reason: str, hooks: Sequence[Hook]) -> PollResult:
+def _label(exc: Exception) -> str:
+    """`FetchTimeout` → "fetch_timeout": a short, stable label of why a poll failed, for metrics."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+def _fail(
+    engine: Engine, source: str, started: datetime, t0: float, reason: str, hooks: Sequence[Hook], kind: str
+) -> PollResult:
     with Session(engine) as session:
         result = record_failure(session, source, started, (time.perf_counter() - t0) * 1000, reason)
+        result = replace(result, error_kind=kind)
         for hook in hooks:
             hook(session, result)
         session.commit()

@@ -10,7 +10,7 @@ in the user's data folder. Core code never reads `os.environ`; it receives a `Se
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -82,6 +82,27 @@ class Settings(BaseSettings):
     stale_after_minutes: float = Field(default=30.0, gt=0)
     #: Keep retrying an alert delivery for this long, then mark it failed.
     alert_max_age_hours: float = Field(default=24.0, gt=0)
+    #: Daemon: seconds between polls of each source, with up to `poll_jitter_seconds` of random spread.
+    poll_interval_seconds: float = Field(default=300.0, ge=5)
+    poll_jitter_seconds: float = Field(default=30.0, ge=0)
+    #: Per-source override of the poll interval, e.g. `[source_intervals]` `bybit-linear = 600`.
+    source_intervals: dict[str, float] = Field(default_factory=dict)
+    #: Daemon: seconds between outbox deliveries and between mark-price refreshes.
+    deliver_interval_seconds: float = Field(default=5.0, ge=0.5)
+    market_interval_seconds: float = Field(default=300.0, ge=10)
+    #: A job that could not start on time still runs if it is at most this late (APScheduler misfire grace).
+    misfire_grace_seconds: float = Field(default=60.0, ge=1)
+    #: A standby replica (or a second daemon) tries to take the writer lock this often.
+    standby_retry_seconds: float = Field(default=15.0, ge=0.1)
+    #: Mark prices older than this, and ADRs older than that, are "unknown (stale)" in risk figures.
+    mark_max_age_minutes: float = Field(default=15.0, gt=0)
+    adr_max_age_hours: float = Field(default=48.0, gt=0)
+    #: Health and metrics HTTP server on 127.0.0.1 (`/healthz`, `/readyz`, `/metrics`); None: off.
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    health_host: str = "127.0.0.1"
+    #: Log lines as plain text or JSON objects.
+    log_format: Literal["plain", "json"] = "plain"
+    log_level: str = "INFO"
     #: Bybit pages: give up after this many (the whole linear list is about 60 pages in 2026).
     bybit_max_pages: int = Field(default=500, ge=1)
     #: Retries of one rate-limited or failing Bybit page before the poll fails.
@@ -106,6 +127,26 @@ class Settings(BaseSettings):
             to = [a.strip() for a in self.email_to.split(",") if a.strip()]
             out.append(EmailConfig(name="email", smtp_url=self.smtp_url, to=to, sender=self.email_from))
         return out
+
+    @field_validator("source_intervals")
+    @classmethod
+    def _interval_sources(cls, value: dict[str, float]) -> dict[str, float]:
+        for source, seconds in value.items():
+            if source not in SOURCES:
+                raise ValueError(f"unknown source {source!r} in source_intervals")
+            if seconds < 5:
+                raise ValueError(f"source_intervals.{source} must be at least 5 seconds")
+        return value
+
+    def interval_for(self, source: str) -> float:
+        return self.source_intervals.get(source, self.poll_interval_seconds)
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for redaction of log lines and error messages."""
+        values = [self.binance.api_key, self.binance.api_secret, self.webhook_url, self.webhook_secret, self.smtp_url]
+        for c in self.channels:
+            values.extend([c.url, c.secret] if isinstance(c, WebhookConfig) else [c.smtp_url])
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
     @field_validator("sources")
     @classmethod

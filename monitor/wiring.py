@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from monitor.alerting import digest_hook, impact_sink, routes
 from monitor.health import HealthRules, health_hook
-from monitor.impacts import ImpactContext, make_hook
+from monitor.impacts import ImpactContext, freshness, make_hook
 from monitor.polling import Hook
 from monitor.settings import Settings
 
@@ -20,7 +20,9 @@ def health_rules(settings: Settings) -> HealthRules:
 
 
 def poll_hooks(settings: Settings, clock: Callable[[], datetime]) -> list[Hook]:
-    impacts = ImpactContext(settings.violation_threshold_adr, sinks=(impact_sink(settings, clock),))
+    impacts = ImpactContext(
+        settings.violation_threshold_adr, sinks=(impact_sink(settings, clock),), freshness=freshness(settings)
+    )
     return [
         make_hook(impacts),
         digest_hook(settings, clock),

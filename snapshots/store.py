@@ -46,12 +46,14 @@ class PollResult:
     outcome: str  # ok | failed | quarantined
     started_at: datetime
     previous_poll_at: datetime | None = None
+    duration_ms: float = 0.0
     symbols: int = 0
     tiers_written: int = 0
     baseline: bool = False  # the first snapshot of a source: stored, but nothing to compare with
     error: str | None = None
     warnings: tuple[str, ...] = ()
     updates: tuple[SymbolUpdate, ...] = field(default=())
+    error_kind: str | None = None  # a short label for metrics, e.g. "fetch_timeout", "invalid_table"
 
     @property
     def changes(self) -> list[Change]:
@@ -100,7 +102,7 @@ def record_failure(
     session.add(poll)
     session.flush()
     assert poll.id is not None
-    return PollResult(poll.id, source, kind, "failed", started_at, error=reason)
+    return PollResult(poll.id, source, kind, "failed", started_at, duration_ms=duration_ms, error=reason)
 
 
 def _current(session: Session, source: str) -> dict[str, tuple[int, str]]:
@@ -175,7 +177,15 @@ def apply_snapshot(
             session.flush()
             assert poll.id is not None
             return PollResult(
-                poll.id, source, kind, "quarantined", started_at, previous, len(snap.tables), error=poll.error
+                poll.id,
+                source,
+                kind,
+                "quarantined",
+                started_at,
+                previous,
+                duration_ms,
+                len(snap.tables),
+                error=poll.error,
             )
         poll.warnings = _dumps(
             [f"{len(vanished)} symbols vanished; applied after {policy.confirmations} consecutive polls agreed"]
@@ -264,6 +274,7 @@ def apply_snapshot(
         "ok",
         started_at,
         previous,
+        duration_ms,
         len(snap.tables),
         len(tier_rows),
         baseline,

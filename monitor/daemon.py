@@ -1,0 +1,223 @@
+"""`tierdrift run`: poll every source, refresh market data, watch health and deliver alerts, unattended.
+
+APScheduler 3 runs the jobs in a thread pool: one poll job per source on its own interval (with
+jitter), the outbox delivery every few seconds, the mark-price/ADR refresh, and a health check. Every
+job is coalesced, runs one instance at a time, and has an explicit misfire grace; every network call
+has a timeout (the exchanges' and the channels'), so a hung exchange cannot stall the other jobs.
+
+Only the holder of the writer lock runs jobs (monitor.lock). A replica that cannot take it waits as a hot
+standby and retries every `standby_retry_seconds`; if the holder loses its lock (its PostgreSQL session
+died) it stops its jobs and becomes a standby itself.
+
+Stopping (SIGTERM/SIGINT) waits for running jobs: a poll commits whole or not at all, and a delivery is
+marked right after its send, so a restart neither loses nor doubles anything (a send whose mark was cut
+off is resent with the same alert id).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from alerts.channels.base import Channel
+from alerts.deliver import DeliveryReport, deliver_due
+from monitor.alerting import build_channels, delivery_policy, routes
+from monitor.health import check_stale
+from monitor.lock import WriterLock
+from monitor.marketdata import refresh_market, symbols_with_open_positions
+from monitor.metrics import Metrics
+from monitor.polling import Fetch, poll_source
+from monitor.settings import Settings
+from monitor.wiring import health_rules, poll_hooks
+from snapshots.store import PollResult
+
+log = logging.getLogger("tierdrift")
+
+
+@dataclass
+class CycleReport:
+    polls: list[PollResult] = field(default_factory=list)
+    market_failures: list[str] = field(default_factory=list)
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
+
+    @property
+    def ok(self) -> bool:
+        polls_ok = all(p.outcome == "ok" for p in self.polls)
+        return polls_ok and not self.market_failures and self.delivery.failed == 0
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    engine: Engine
+    fetch: Fetch
+    lock: WriterLock
+    clock: Callable[[], datetime]
+    metrics: Metrics = field(default_factory=Metrics)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    _holding: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            self.channels = build_channels(self.settings)
+
+    # -- the jobs -----------------------------------------------------------------------------------
+
+    def poll(self, source: str) -> PollResult:
+        result = poll_source(
+            self.engine,
+            self.settings,
+            source,
+            self.fetch,
+            clock=self.clock,
+            hooks=poll_hooks(self.settings, self.clock),
+        )
+        self.metrics.observe_poll(result)
+        line = f"poll {source}: {result.outcome} in {result.duration_ms:.0f} ms"
+        if result.outcome == "ok":
+            changed = len({c.symbol for c in result.changes})
+            log.info("%s, %d symbols, %d changed, %d changes", line, result.symbols, changed, len(result.changes))
+        else:
+            log.warning("%s: %s", line, result.error)
+        return result
+
+    def refresh_market(self) -> list[str]:
+        """Refresh marks and ADRs of every symbol with an open position; return the failures."""
+        failures: list[str] = []
+        with Session(self.engine) as session:
+            wanted = symbols_with_open_positions(session)
+        for source, symbols in wanted.items():
+            if source not in self.settings.sources:
+                continue
+            with Session(self.engine) as session:
+                results = refresh_market(session, source, symbols, self.settings, now=self.clock())
+                session.commit()
+            failures.extend(f"{source} {r.symbol}: {r.reason}" for r in results if not r.ok)
+        for line in failures:
+            log.warning("market data %s", line)
+        return failures
+
+    def check_health(self) -> list[str]:
+        with Session(self.engine) as session:
+            stale = check_stale(
+                session, self.settings.sources, health_rules(self.settings), routes(self.settings), self.clock()
+            )
+            session.commit()
+        return stale
+
+    def deliver(self) -> DeliveryReport:
+        total = DeliveryReport()
+        while not self.stop_event.is_set():
+            report = deliver_due(
+                self.engine,
+                self.channels,
+                clock=self.clock,
+                policy=delivery_policy(self.settings),
+                should_stop=self.stop_event.is_set,
+            )
+            for attr in ("sent", "retried", "failed"):
+                setattr(total, attr, getattr(total, attr) + getattr(report, attr))
+            total.errors.extend(report.errors)
+            if report.attempted == 0:
+                break
+        self.metrics.observe_delivery(total)
+        if total.attempted:
+            log.info("alerts: %d sent, %d to retry, %d failed", total.sent, total.retried, total.failed)
+        for line in total.errors:
+            log.warning("alert delivery %s", line)
+        return total
+
+    # -- one cycle, or forever ------------------------------------------------------------------------
+
+    def cycle(self) -> CycleReport:
+        """Everything once, in order (`tierdrift run --once`)."""
+        report = CycleReport()
+        for source in self.settings.sources:
+            report.polls.append(self.poll(source))
+        report.market_failures = self.refresh_market()
+        self.check_health()
+        report.delivery = self.deliver()
+        return report
+
+    def _guarded(self, job: Callable[[], object]) -> Callable[[], None]:
+        """Run `job` only while this process holds the writer lock; never let an exception escape."""
+
+        def run() -> None:
+            if self.stop_event.is_set():
+                return
+            if not self.lock.still_held():
+                log.error("lost the writer lock (%s): stopping jobs, back to standby", self.lock.describe())
+                self._holding = False
+                return
+            try:
+                job()
+            except Exception as exc:  # recorded, never swallowed silently: the next run tries again
+                log.exception("job failed: %s", type(exc).__name__)
+                self.metrics.job_errors.inc()
+
+        return run
+
+    def _scheduler(self) -> BackgroundScheduler:
+        s = self.settings
+        grace = int(s.misfire_grace_seconds)
+        sched = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=len(s.sources) + 3)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
+            timezone="UTC",
+        )
+        now = self.clock()
+        for n, source in enumerate(s.sources):
+            sched.add_job(
+                self._guarded(lambda source=source: self.poll(source)),  # type: ignore[misc]
+                IntervalTrigger(seconds=s.interval_for(source), jitter=s.poll_jitter_seconds),
+                id=f"poll:{source}",
+                next_run_time=now + timedelta(seconds=n),  # first polls at once, a second apart
+            )
+        sched.add_job(self._guarded(self.deliver), IntervalTrigger(seconds=s.deliver_interval_seconds), id="deliver")
+        sched.add_job(
+            self._guarded(self.refresh_market),
+            IntervalTrigger(seconds=s.market_interval_seconds),
+            id="market",
+            next_run_time=now + timedelta(seconds=len(s.sources) + 1),
+        )
+        sched.add_job(self._guarded(self.check_health), IntervalTrigger(seconds=60), id="health")
+        return sched
+
+    def run_forever(self) -> None:
+        """Stand by until the writer lock is ours, run the jobs until stopped or the lock is lost, repeat."""
+        try:
+            while not self.stop_event.is_set():
+                if not self.lock.acquire():
+                    self.metrics.standby.set(1)
+                    log.info("standby: %s is held by another writer", self.lock.describe())
+                    self.stop_event.wait(self.settings.standby_retry_seconds)
+                    continue
+                self._holding = True
+                self.metrics.standby.set(0)
+                log.info("writer lock taken (%s): running", self.lock.describe())
+                sched = self._scheduler()
+                sched.start()
+                while not self.stop_event.wait(1.0) and self._holding:
+                    pass
+                log.info("stopping: waiting for running jobs")
+                sched.shutdown(wait=True)
+                self._holding = False
+        finally:
+            self.lock.release()
+            for channel in self.channels.values():
+                channel.close()
+            log.info("stopped")
+
+    @property
+    def holding(self) -> bool:
+        return self._holding
