@@ -12,10 +12,15 @@ and the offline demo. One server answers every endpoint the pollers use, so ever
 | `POST /bapi/futures/v1/friendly/{future,delivery}/common/brackets` | the keyless web tables           |
 | `GET /v5/market/instruments-info`                       | listed Bybit linear / inverse markets         |
 | `GET /v5/market/risk-limit`                             | Bybit risk limits, `page_size` symbols a page |
+| `GET /fapi/v1/premiumIndex`, `GET /dapi/v1/premiumIndex`| mark prices (COIN-M: always a list)           |
+| `GET /fapi/v1/markPriceKlines`, `GET /dapi/v1/markPriceKlines` | daily mark-price candles, oldest first |
+| `GET /v5/market/tickers`                                | Bybit tickers with `markPrice`                |
+| `GET /v5/market/mark-price-kline`                       | Bybit daily mark-price candles, newest first  |
 
 The scenario is mutable while the server runs: `set_tables` / `set_table` change what the next poll
-sees, and `inject` queues faults per path (HTTP errors with `Retry-After`, delays, malformed JSON, an
-empty list, a repeated page cursor). Every request is logged (`requests_to`) for assertions.
+sees, `set_market` sets a symbol's mark price and daily candles, and `inject` queues faults per path
+(HTTP errors with `Retry-After`, delays, malformed JSON, an empty list, a repeated page cursor). Every
+request is logged (`requests_to`) for assertions.
 
 Usage::
 
@@ -37,9 +42,9 @@ import random
 import string
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,10 +62,19 @@ WEB_USDM = "/bapi/futures/v1/friendly/future/common/brackets"
 WEB_COINM = "/bapi/futures/v1/friendly/delivery/common/brackets"
 INSTRUMENTS = "/v5/market/instruments-info"
 RISK_LIMIT = "/v5/market/risk-limit"
+FAPI_PREMIUM_INDEX = "/fapi/v1/premiumIndex"
+DAPI_PREMIUM_INDEX = "/dapi/v1/premiumIndex"
+FAPI_MARK_KLINES = "/fapi/v1/markPriceKlines"
+DAPI_MARK_KLINES = "/dapi/v1/markPriceKlines"
+TICKERS = "/v5/market/tickers"
+MARK_KLINE = "/v5/market/mark-price-kline"
 
 _PERPETUAL_DELIVERY_MS = 4133404800000  # Binance's "no delivery" date (2100-12-25) for perpetuals
 _LAUNCH_MS = 1569398400000
 _DEFAULT_RECV_WINDOW_MS = 5000
+_DAY = timedelta(days=1)
+_DAY_MS = 86_400_000
+_FUNDING_MS = 8 * 3_600_000
 
 
 # -- scenario values --------------------------------------------------------------------------------
@@ -86,6 +100,25 @@ class FakeTable:
     notional_coef: float | None = None
     #: False: served in tier tables but missing from the market list, like a brand-new listing.
     listed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FakeCandle:
+    """One daily mark-price candle; `opened_at` is the start of its UTC day."""
+
+    opened_at: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+
+
+@dataclass(frozen=True, slots=True)
+class FakeMarket:
+    """What the market-data endpoints serve for one symbol: its mark price and daily candles."""
+
+    mark: float
+    candles: tuple[FakeCandle, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +231,7 @@ class FakeExchange:
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._tables: dict[str, dict[str, FakeTable]] = {s: {} for s in SOURCES}
+        self._markets: dict[str, dict[str, FakeMarket]] = {s: {} for s in SOURCES}
         self._faults: dict[str, list[_Queued]] = {}
         self._log: list[RecordedRequest] = []
         self._server: _Server | None = None
@@ -276,6 +310,40 @@ class FakeExchange:
         with self._lock:
             return dict(self._tables[source])
 
+    def set_market(
+        self,
+        source: str,
+        exchange_id: str,
+        *,
+        mark: float,
+        daily_ranges: Sequence[float] | None = None,
+        candles: Sequence[FakeCandle] | None = None,
+        today: date | None = None,
+        open_range: float | None = None,
+    ) -> None:
+        """Serve `mark` and daily mark-price candles for one symbol, which the market lists from now on.
+
+        Either `candles` exactly as given, or `daily_ranges`: one completed day per range (high − low),
+        oldest first, ending the day before `today` (default: the UTC date now), plus the still-open day
+        `today` with `open_range` (default three times the largest range, so that counting it shows).
+        Neither gives a symbol without candles. A symbol without a market answers "invalid symbol".
+        """
+        _check_source(source)
+        _instrument(source, exchange_id)
+        if daily_ranges is not None and candles is not None:
+            raise ValueError("give daily_ranges or candles, not both")
+        if daily_ranges is not None:
+            day = today or datetime.now(UTC).date()
+            candles = daily_candles(mark, daily_ranges, today=day, open_range=open_range)
+        with self._lock:
+            self._markets[source][exchange_id] = FakeMarket(mark, tuple(candles or ()))
+
+    def markets(self, source: str) -> dict[str, FakeMarket]:
+        """A copy of the market data of `source`, by exchange id."""
+        _check_source(source)
+        with self._lock:
+            return dict(self._markets[source])
+
     def inject(self, path: str, fault: Fault, *, times: int = 1, after: int = 0) -> None:
         """Apply `fault` to the next `times` requests for `path`, after letting `after` through.
 
@@ -337,8 +405,15 @@ class FakeExchange:
 
     # Binance
 
+    def _listed(self, source: str) -> list[str]:
+        """Ids in the market list: listed tables, and symbols with market data unless their table is unlisted."""
+        tables = self._tables[source]
+        ids = {i for i, t in tables.items() if t.listed}
+        ids |= {i for i in self._markets[source] if i not in tables}
+        return sorted(ids)
+
     def _exchange_info(self, source: str, fault: str | None) -> _Response:
-        listed = [] if fault == "empty" else [i for i, t in sorted(self._tables[source].items()) if t.listed]
+        listed = [] if fault == "empty" else self._listed(source)
         symbols = [_binance_market(source, exchange_id) for exchange_id in listed]
         return _json(HTTPStatus.OK, {"timezone": "UTC", "serverTime": _now_ms(), "rateLimits": [], "symbols": symbols})
 
@@ -389,6 +464,29 @@ class FakeExchange:
         body = {"code": "000000", "message": None, "messageDetail": None, "data": data, "success": True}
         return _json(HTTPStatus.OK, body)
 
+    def _premium_index(self, source: str, request: RecordedRequest, fault: str | None) -> _Response:
+        markets = self._markets[source]
+        wanted = request.query.get("symbol")
+        if wanted is not None and wanted not in markets:
+            return _binance_invalid_symbol()
+        ids = [] if fault == "empty" else [wanted] if wanted is not None else sorted(markets)
+        body = [_premium_entry(source, i, markets[i].mark) for i in ids]
+        # USDⓈ-M answers one object for one symbol; COIN-M always a list (several contracts share a pair).
+        if wanted is not None and source == "binance-usdm":
+            return _json(HTTPStatus.OK, body[0] if body else {})
+        return _json(HTTPStatus.OK, body)
+
+    def _binance_klines(self, source: str, request: RecordedRequest, fault: str | None) -> _Response:
+        market = self._markets[source].get(request.query.get("symbol", ""))
+        if market is None:
+            return _binance_invalid_symbol()
+        if request.query.get("interval") != "1d":
+            return _json(HTTPStatus.BAD_REQUEST, {"code": -1120, "msg": "Invalid interval."})
+        limit = _limit(request.query.get("limit"), default=500, most=1500)
+        start, end = _ms_param(request.query.get("startTime")), _ms_param(request.query.get("endTime"))
+        candles = [] if fault == "empty" else _window(market.candles, start, end, limit, from_start=start is not None)
+        return _json(HTTPStatus.OK, [_binance_kline(c) for c in candles])
+
     # Bybit
 
     def _instruments(self, request: RecordedRequest, fault: str | None) -> _Response:
@@ -397,8 +495,8 @@ class FakeExchange:
         if source is None:
             return _bybit_error(10001, "params error: category")
         pre_launch = request.query.get("status") == "PreLaunch"  # ccxt asks for these separately
-        listed = [] if fault == "empty" or pre_launch else sorted(self._tables[source].items())
-        rows = [_bybit_market(source, exchange_id) for exchange_id, table in listed if table.listed]
+        listed = [] if fault == "empty" or pre_launch else self._listed(source)
+        rows = [_bybit_market(source, exchange_id) for exchange_id in listed]
         return _bybit_ok({"category": category, "list": rows, "nextPageCursor": ""})
 
     def _risk_limit(self, request: RecordedRequest, fault: str | None) -> _Response:
@@ -421,6 +519,36 @@ class FakeExchange:
             next_cursor = cursor
         return _bybit_ok({"category": category, "list": rows, "nextPageCursor": next_cursor})
 
+    def _tickers(self, request: RecordedRequest, fault: str | None) -> _Response:
+        category = request.query.get("category", "")
+        source = _BYBIT_SOURCES.get(category)
+        if source is None:
+            return _bybit_error(10001, "params error: category")
+        markets = self._markets[source]
+        wanted = request.query.get("symbol")
+        if wanted and wanted not in markets:
+            return _bybit_error(10001, "Not supported symbols")
+        ids = [] if fault == "empty" else ([wanted] if wanted else sorted(markets))
+        return _bybit_ok({"category": category, "list": [_bybit_ticker(i, markets[i].mark) for i in ids]})
+
+    def _mark_kline(self, request: RecordedRequest, fault: str | None) -> _Response:
+        category = request.query.get("category", "")
+        source = _BYBIT_SOURCES.get(category)
+        if source is None:
+            return _bybit_error(10001, "params error: category")
+        symbol = request.query.get("symbol", "")
+        market = self._markets[source].get(symbol)
+        if market is None:
+            return _bybit_error(10001, "Not supported symbols")
+        if request.query.get("interval") != "D":  # ccxt sends "D" for its "1d"
+            return _bybit_error(10001, "params error: invalid interval")
+        limit = _limit(request.query.get("limit"), default=200, most=1000)
+        start, end = _ms_param(request.query.get("start")), _ms_param(request.query.get("end"))
+        candles = [] if fault == "empty" else _window(market.candles, start, end, limit, from_start=False)
+        # Bybit lists klines newest first (domain doc §7).
+        rows = [_bybit_kline(c) for c in reversed(candles)]
+        return _bybit_ok({"symbol": symbol, "category": category, "list": rows})
+
 
 _Route = Callable[[FakeExchange, RecordedRequest, str | None], _Response]
 _BYBIT_SOURCES = {"linear": "bybit-linear", "inverse": "bybit-inverse"}
@@ -434,6 +562,12 @@ _ROUTES: dict[tuple[str, str], _Route] = {
     ("POST", WEB_COINM): lambda fx, rq, f: fx._web_brackets("binance-coinm", f),
     ("GET", INSTRUMENTS): lambda fx, rq, f: fx._instruments(rq, f),
     ("GET", RISK_LIMIT): lambda fx, rq, f: fx._risk_limit(rq, f),
+    ("GET", FAPI_PREMIUM_INDEX): lambda fx, rq, f: fx._premium_index("binance-usdm", rq, f),
+    ("GET", DAPI_PREMIUM_INDEX): lambda fx, rq, f: fx._premium_index("binance-coinm", rq, f),
+    ("GET", FAPI_MARK_KLINES): lambda fx, rq, f: fx._binance_klines("binance-usdm", rq, f),
+    ("GET", DAPI_MARK_KLINES): lambda fx, rq, f: fx._binance_klines("binance-coinm", rq, f),
+    ("GET", TICKERS): lambda fx, rq, f: fx._tickers(rq, f),
+    ("GET", MARK_KLINE): lambda fx, rq, f: fx._mark_kline(rq, f),
 }
 
 
@@ -514,6 +648,36 @@ def _bybit_error(code: int, message: str) -> _Response:
     return _json(HTTPStatus.OK, {"retCode": code, "retMsg": message, "result": {}, "retExtInfo": {}, "time": _now_ms()})
 
 
+def _binance_invalid_symbol() -> _Response:
+    return _json(HTTPStatus.BAD_REQUEST, {"code": -1121, "msg": "Invalid symbol."})
+
+
+def _limit(text: str | None, *, default: int, most: int) -> int:
+    """A `limit` parameter as the exchanges read it: the default when absent, at most `most`."""
+    return min(int(text), most) if text and text.isdigit() and int(text) > 0 else default
+
+
+def _ms_param(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def _window(
+    candles: Sequence[FakeCandle], start: int | None, end: int | None, limit: int, *, from_start: bool
+) -> list[FakeCandle]:
+    """The candles opened within [start, end], oldest first: the first `limit` from `start`, else the last."""
+
+    def inside(c: FakeCandle) -> bool:
+        opened = _ms(c.opened_at)
+        return (start is None or opened >= start) and (end is None or opened <= end)
+
+    found = sorted(filter(inside, candles), key=lambda c: c.opened_at)
+    return found[:limit] if from_start else found[-limit:]
+
+
 def _cursor_offset(cursor: str) -> int | None:
     """Offset of the first symbol of a page; the cursor is opaque to clients (`c<offset>`)."""
     if not cursor:
@@ -588,6 +752,67 @@ def _bybit_rows(exchange_id: str, table: FakeTable) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _premium_entry(source: str, exchange_id: str, mark: float) -> dict[str, Any]:
+    now = _now_ms()
+    entry: dict[str, Any] = {"symbol": exchange_id}
+    if source == "binance-coinm":
+        inst = _instrument(source, exchange_id)
+        entry["pair"] = inst.base + inst.quote
+    entry.update(
+        {
+            "markPrice": _dec(mark),
+            "indexPrice": _dec(mark),
+            "estimatedSettlePrice": _dec(mark),
+            "lastFundingRate": "0.00010000",
+            "interestRate": "0.00010000",
+            "nextFundingTime": (now // _FUNDING_MS + 1) * _FUNDING_MS,
+            "time": now,
+        }
+    )
+    return entry
+
+
+def _binance_kline(c: FakeCandle) -> list[Any]:
+    # Mark-price klines keep the kline row shape, with volumes "0" and a count of basic data at [8].
+    opened = _ms(c.opened_at)
+    return [opened, _dec(c.open), _dec(c.high), _dec(c.low), _dec(c.close), "0", opened + _DAY_MS - 1, "0", 1440,
+            "0", "0", "0"]  # fmt: skip
+
+
+def _bybit_ticker(exchange_id: str, mark: float) -> dict[str, Any]:
+    price = _dec(mark)
+    return {
+        "symbol": exchange_id,
+        "lastPrice": price,
+        "indexPrice": price,
+        "markPrice": price,
+        "prevPrice24h": price,
+        "price24hPcnt": "0",
+        "highPrice24h": price,
+        "lowPrice24h": price,
+        "prevPrice1h": price,
+        "openInterest": "0",
+        "openInterestValue": "0",
+        "turnover24h": "0",
+        "volume24h": "0",
+        "fundingRate": "0.0001",
+        "nextFundingTime": str((_now_ms() // _FUNDING_MS + 1) * _FUNDING_MS),
+        "predictedDeliveryPrice": "",
+        "basisRate": "",
+        "deliveryFeeRate": "",
+        "deliveryTime": "0",
+        "ask1Size": "1",
+        "bid1Price": price,
+        "ask1Price": price,
+        "bid1Size": "1",
+    }
+
+
+def _bybit_kline(c: FakeCandle) -> list[str]:
+    # Mark-price klines have no volume: [startTime, open, high, low, close], all strings.
+    return [str(_ms(c.opened_at)), _dec(c.open), _dec(c.high), _dec(c.low), _dec(c.close)]
 
 
 def _binance_market(source: str, exchange_id: str) -> dict[str, Any]:
@@ -750,6 +975,18 @@ def generate_tables(source: str, n: int, *, seed: int = 0) -> dict[str, FakeTabl
     return out
 
 
+def daily_candles(
+    mark: float, ranges: Sequence[float], *, today: date, open_range: float | None = None
+) -> tuple[FakeCandle, ...]:
+    """Completed days with the given ranges (oldest first, the last one the day before `today`), centred
+    on `mark`, then the still-open day `today` with `open_range` (default three times the largest range)."""
+    first = datetime(today.year, today.month, today.day, tzinfo=UTC) - len(ranges) * _DAY
+    widths = [*ranges, open_range if open_range is not None else 3 * max(ranges, default=mark / 100)]
+    return tuple(
+        FakeCandle(first + n * _DAY, mark, mark + width / 2, mark - width / 2, mark) for n, width in enumerate(widths)
+    )
+
+
 def default_scenario(n_symbols: int = 700, *, seed: int = 0) -> dict[str, dict[str, FakeTable]]:
     """Tables for every source, sized like the real exchanges: `n_symbols` linear, a 20th as many inverse."""
     inverse = max(1, n_symbols // 20)
@@ -760,19 +997,28 @@ def default_scenario(n_symbols: int = 700, *, seed: int = 0) -> dict[str, dict[s
 __all__ = [
     "DAPI_BRACKETS",
     "DAPI_EXCHANGE_INFO",
+    "DAPI_MARK_KLINES",
+    "DAPI_PREMIUM_INDEX",
     "FAPI_BRACKETS",
     "FAPI_EXCHANGE_INFO",
+    "FAPI_MARK_KLINES",
+    "FAPI_PREMIUM_INDEX",
     "INSTRUMENTS",
+    "MARK_KLINE",
     "RISK_LIMIT",
     "SOURCES",
+    "TICKERS",
     "WEB_COINM",
     "WEB_USDM",
+    "FakeCandle",
     "FakeExchange",
+    "FakeMarket",
     "FakeTable",
     "FakeTier",
     "Fault",
     "RecordedRequest",
     "base_names",
+    "daily_candles",
     "default_scenario",
     "exchange_id",
     "generate_tables",

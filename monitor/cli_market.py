@@ -1,0 +1,110 @@
+"""Commands for the cached market data behind risk buffers: `market refresh` and `market show`.
+
+`refresh` is the only command here that talks to an exchange. Heavy imports (SQLModel, and ccxt, which
+`monitor.marketdata` loads when it fetches) happen inside the commands, so registering them costs
+nothing to read-only commands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from monitor import cli_context, output
+from snapshots.catalog import as_utc
+from snapshots.history import check_source
+from snapshots.model import SOURCES
+from snapshots.timefmt import iso, utcnow
+
+if TYPE_CHECKING:
+    from monitor.marketdata import RefreshResult
+    from monitor.models import MarketData
+
+market_app = typer.Typer(help="Mark prices and ADRs of the symbols with open positions.", no_args_is_help=True)
+
+
+@market_app.command("refresh")
+def refresh(
+    ctx: typer.Context,
+    source: Annotated[
+        str | None, typer.Option("--source", "-s", help=f"Only this source, one of: {', '.join(SOURCES)}.")
+    ] = None,
+) -> None:
+    """Fetch the mark price (and the ADR, when a day old) of every symbol with an open position.
+
+    Exit 1 if any symbol failed; its previous values are kept and the reason is stored.
+    """
+    from sqlmodel import Session
+
+    from monitor.marketdata import refresh_market, symbols_with_open_positions
+
+    c = cli_context.get(ctx)
+    only = check_source(source) if source is not None else None
+    now = utcnow()
+    results: list[RefreshResult] = []
+    with Session(c.engine) as session:
+        for name, symbols in sorted(symbols_with_open_positions(session).items()):
+            if only in (None, name):
+                results += refresh_market(session, name, symbols, c.settings, now=now)
+        session.commit()
+    _print_outcomes(results)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def _print_outcomes(results: list[RefreshResult]) -> None:
+    if not results:
+        output.console().print("no open positions: nothing to refresh")
+    for r in results:
+        if r.ok:
+            what = "mark and ADR" if r.adr_refreshed else "mark (ADR still fresh)"
+            output.console().print(f"{r.source} {r.symbol}: ok, {what} refreshed")
+        else:
+            kept = "mark refreshed, " if r.mark_refreshed else ""
+            output.console().print(f"{r.source} {r.symbol}: FAILED: {kept}{r.reason}")
+
+
+@market_app.command("show")
+def show(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
+    """Cached mark prices and ADRs with their timestamps, and the last error of each symbol."""
+    from sqlmodel import Session, col, select
+
+    from monitor.models import MarketData
+
+    stmt = select(MarketData).order_by(col(MarketData.source), col(MarketData.symbol))
+    with Session(cli_context.get(ctx).engine) as session:
+        data = [_row_json(r) for r in session.exec(stmt)]
+    if as_json:
+        output.emit_json(data)
+    elif not data:
+        output.console().print("no market data yet; fetch it with `tierdrift market refresh`")
+    else:
+        _print_rows(data)
+
+
+def _row_json(r: MarketData) -> dict[str, Any]:
+    return {
+        "source": r.source,
+        "symbol": r.symbol,
+        "mark_price": r.mark_price,
+        "mark_at": iso(as_utc(r.mark_at)),  # SQLite gives naive UTC back
+        "adr": r.adr,
+        "adr_days": r.adr_days,
+        "adr_at": iso(as_utc(r.adr_at)),
+        "error": r.error,
+        "error_at": iso(as_utc(r.error_at)),
+    }
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    table = output.new_table()
+    for name in ("source", "symbol", "mark", "mark at", "ADR", "days", "ADR at", "error"):
+        table.add_column(name)
+    for r in rows:
+        error = f"{r['error']} ({r['error_at']})" if r["error"] else ""
+        table.add_row(
+            r["source"], r["symbol"], output.num(r["mark_price"]), r["mark_at"] or "—", output.num(r["adr"]),
+            "" if r["adr_days"] is None else str(r["adr_days"]), r["adr_at"] or "—", error,
+        )  # fmt: skip
+    output.console().print(table)
