@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from monitor import cli_alerts, cli_context, cli_daemon, cli_positions, output
+from monitor import cli_alerts, cli_context, cli_daemon, cli_market, cli_positions, output
 from snapshots.errors import TierdriftError
 from snapshots.history import (
     StoredChange,
@@ -375,8 +375,10 @@ app.add_typer(cli_positions.account_app, name="account")
 app.command("impacts")(cli_positions.impacts)
 app.command("liq")(cli_positions.liq)
 app.add_typer(cli_alerts.alerts_app, name="alerts")
+app.add_typer(cli_market.market_app, name="market")
 app.command("run")(cli_daemon.run)
 app.command("check")(cli_daemon.check)
+app.command("demo")(cli_daemon.demo)
 app.add_typer(cli_daemon.config_app, name="config")
 
 

@@ -92,3 +92,24 @@ def show(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
         return
     for key, value in data.items():
         print(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+
+
+def demo(
+    ctx: typer.Context,
+    database: Annotated[
+        str | None, typer.Option("--database", help="Run it on this database instead of a temporary one.")
+    ] = None,
+) -> None:
+    """See the whole loop in about 30 seconds, offline: fake exchange, poll, change, impact, alerts."""
+    import time
+
+    from rich.panel import Panel
+
+    from monitor.demo import run_demo
+
+    con = output.console()
+    started = time.monotonic()
+    ok = run_demo(con.print, lambda title, body: con.print(Panel(body, title=title, expand=False)), database)
+    con.print(f"demo {'complete' if ok else 'INCOMPLETE'} in {time.monotonic() - started:.1f} s")
+    if not ok:
+        raise typer.Exit(1)
