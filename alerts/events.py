@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -94,8 +94,17 @@ def _change_line(symbol: str, c: Mapping[str, Any]) -> str:
     if kind != "tier_changed":
         return f"{symbol} tier {c.get('tier')} {str(kind).split('_')[1]}"
     field = str(c.get("field"))
-    fmt = pct if field == "maintenance_margin_rate" else money
+    fmt = value_formatter(field)
     return f"{symbol} tier {c.get('tier')} {field.replace('_', ' ')} {fmt(c.get('old'))} → {fmt(c.get('new'))}"
+
+
+def leverage(x: float | None) -> str:
+    return "—" if x is None else f"{x:g}×"
+
+
+def value_formatter(field: str) -> Callable[[float | None], str]:
+    """How a changed tier field reads: rates in %, leverage as 20×, amounts and notionals as money."""
+    return {"maintenance_margin_rate": pct, "max_leverage": leverage}.get(field, money)
 
 
 def _tightens(c: Change) -> bool:
@@ -122,12 +131,11 @@ def digest_alert(
     if tighter:
         lines.append(f"{tighter} change(s) tighten margin requirements")
     shown = [c for c in changes if c.kind == "tier_changed"][:DIGEST_LINES]
-    fmt = {True: pct, False: money}
     rows = tuple(
         (
             f"{c.symbol} tier {c.tier} {str(c.field).replace('_', ' ')}",
-            fmt[c.field == "maintenance_margin_rate"](c.old),
-            fmt[c.field == "maintenance_margin_rate"](c.new),
+            value_formatter(str(c.field))(c.old),
+            value_formatter(str(c.field))(c.new),
         )
         for c in shown
     )

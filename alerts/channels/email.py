@@ -1,0 +1,207 @@
+"""E-mail through an SMTP relay, with the standard library only: one connection per alert.
+
+`smtp_url` forms (percent-encode `@ : / ? #` in the user name and password):
+
+- `smtp://[user[:password]@]host[:port]`: port 587, STARTTLS required (no fallback to plain text);
+- `smtps://[user[:password]@]host[:port]`: port 465, TLS from the first byte;
+- `smtp://host[:port]?tls=none`: port 587, no TLS, for a trusted relay; credentials only to a loopback host.
+
+Certificates are verified against the system's CAs plus `ca_file`. The message is multipart/alternative
+(text and HTML from alerts.render) with `Message-ID: <{alert.id}@tierdrift>`, the same on every attempt,
+so that a resend after a crash threads with (or is dropped as a duplicate of) the first.
+
+Outcomes: connection failures, timeouts, TLS errors, disconnects and 4xx replies are retryable; a refused
+login (535) and other 5xx replies are not. Errors and `describe()` never contain the password.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from alerts.channels.base import SendResult
+from alerts.config import EmailConfig
+from alerts.model import Alert
+from alerts.render import render_html, render_text, subject
+
+Security = Literal["starttls", "tls", "none"]
+
+_DEFAULT_PORTS: dict[Security, int] = {"starttls": 587, "tls": 465, "none": 587}
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTarget:
+    """A parsed `smtp_url`. The password is kept out of `repr`."""
+
+    host: str
+    port: int
+    security: Security
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        scheme = "smtps" if self.security == "tls" else "smtp"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{host}:{self.port} ({self.security})"
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """Parse an `smtp://` or `smtps://` URL (module docstring). Raises `ValueError` whose message never
+    repeats the URL, which may hold a password."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("smtp_url is not a valid URL (is the port a number?)") from None
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ValueError("smtp_url must start with smtp:// or smtps://")
+    if not parts.hostname:
+        raise ValueError("smtp_url has no host")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ValueError("smtp_url takes no path or fragment (percent-encode / and # in a password)")
+    security = _security(parts.scheme, parts.query)
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is not None and not username:
+        raise ValueError("smtp_url has a password but no user name")
+    if username and security == "none" and parts.hostname not in _LOOPBACK:
+        raise ValueError("smtp_url sends credentials without TLS to a remote host; use STARTTLS or smtps://")
+    return SmtpTarget(parts.hostname, port or _DEFAULT_PORTS[security], security, username, password)
+
+
+def _security(scheme: str, query: str) -> Security:
+    params = parse_qs(query, keep_blank_values=True)
+    unknown = sorted(set(params) - {"tls"})
+    if unknown:
+        raise ValueError(f"smtp_url: unknown parameter {unknown[0]!r}; only tls=starttls|none is accepted")
+    tls = params.get("tls", ["starttls"])[-1].lower()
+    if scheme == "smtps":
+        if "tls" in params:
+            raise ValueError("smtp_url: smtps:// is always TLS; drop the tls parameter")
+        return "tls"
+    if tls not in ("starttls", "none"):
+        raise ValueError(f"smtp_url: tls must be starttls or none, not {tls!r}")
+    return "starttls" if tls == "starttls" else "none"
+
+
+def build_message(alert: Alert, sender: str, to: list[str]) -> EmailMessage:
+    """The multipart/alternative message for `alert`. Its headers are the same on every attempt (Date is the
+    alert's creation time, Message-ID derives from its id); only the MIME boundary is random."""
+    msg = EmailMessage()
+    msg["Subject"] = subject(alert)
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    msg["Date"] = format_datetime(alert.created_at)
+    msg["Message-ID"] = f"<{alert.id}@tierdrift>"
+    # RFC 3834: tells vacation responders and ticket systems not to answer a machine.
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(render_text(alert))
+    msg.add_alternative(render_html(alert), subtype="html")
+    return msg
+
+
+class EmailChannel:
+    """Sends each alert as one e-mail to `config.to`. Raises `ValueError` on a malformed `smtp_url`."""
+
+    kind = "email"
+
+    def __init__(self, config: EmailConfig) -> None:
+        self.name = config.name
+        self._config = config
+        self._target = parse_smtp_url(config.smtp_url.get_secret_value())
+
+    def describe(self) -> str:
+        return f"{self._target.describe()} → {', '.join(self._config.to)}"
+
+    def close(self) -> None:
+        """Nothing to release: each send opens and closes its own connection."""
+
+    def send(self, alert: Alert) -> SendResult:
+        """Deliver `alert` once and classify the outcome; never raises for a delivery failure."""
+        try:
+            context = self._tls_context()
+        except ssl.SSLError as exc:  # before OSError, its base class
+            return self._fail(f"ca_file is not a PEM certificate bundle: {exc.reason}", retryable=False)
+        except OSError as exc:  # a missing or unreadable ca_file: fix the configuration
+            return self._fail(f"cannot load ca_file: {exc.strerror or exc}", retryable=False)
+        try:
+            refused = self._deliver(build_message(alert, self._config.sender, self._config.to), context)
+        except smtplib.SMTPException as exc:
+            return self._smtp_failure(exc)
+        except ssl.SSLError as exc:  # certificate rejected or handshake failed: may be fixed by the relay's admin
+            return self._fail(f"TLS with {self._where} failed: {exc.reason or exc}", retryable=True)
+        except TimeoutError:
+            return self._fail(f"{self._where} timed out after {self._config.timeout:g}s", retryable=True)
+        except OSError as exc:  # refused, unreachable, DNS: the relay may come back
+            return self._fail(f"cannot connect to {self._where}: {exc.strerror or type(exc).__name__}", retryable=True)
+        if refused:
+            # Others got it: a retry would send them a duplicate, so report the refused ones and stop.
+            names = ", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in sorted(refused.items()))
+            return self._fail(f"{self._where} refused some recipients: {names}", retryable=False)
+        return SendResult.success()
+
+    @property
+    def _where(self) -> str:
+        return f"{self._target.host}:{self._target.port}"
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # The default context (system CAs, hostname check) *plus* ca_file: create_default_context(cafile=…)
+        # would trust the file *instead of* the system store.
+        context = ssl.create_default_context()
+        if self._config.ca_file:
+            context.load_verify_locations(cafile=self._config.ca_file)
+        return context
+
+    def _deliver(self, msg: EmailMessage, context: ssl.SSLContext) -> dict[str, tuple[int, bytes]]:
+        target, timeout = self._target, self._config.timeout
+        smtp: smtplib.SMTP
+        if target.security == "tls":
+            smtp = smtplib.SMTP_SSL(target.host, target.port, timeout=timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(target.host, target.port, timeout=timeout)
+        with smtp:
+            if target.security == "starttls":
+                smtp.starttls(context=context)  # raises SMTPNotSupportedError rather than go on in plain text
+            if target.username:
+                smtp.login(target.username, target.password or "")
+            return smtp.send_message(msg, from_addr=self._config.sender, to_addrs=self._config.to)
+
+    def _smtp_failure(self, exc: smtplib.SMTPException) -> SendResult:
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return self._fail(f"{self._where} closed the connection", retryable=True)
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return self._fail(f"{self._where}: {exc} (check the tls setting of smtp_url)", retryable=False)
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            codes = {rcpt: code for rcpt, (code, _) in exc.recipients.items()}
+            names = ", ".join(f"{rcpt} ({code})" for rcpt, code in sorted(codes.items()))
+            return self._fail(f"{self._where} refused every recipient: {names}", retryable=_all_transient(codes))
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return self._reply_failure(exc)
+        return self._fail(f"SMTP error with {self._where}: {self._clean(str(exc))}", retryable=True)
+
+    def _reply_failure(self, exc: smtplib.SMTPResponseException) -> SendResult:
+        code = exc.smtp_code
+        text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        what = "login refused" if isinstance(exc, smtplib.SMTPAuthenticationError) else "rejected"
+        user = f" for user {self._target.username}" if what == "login refused" else ""
+        # 4xx replies are transient by definition (RFC 5321 §4.2.1); 5xx, and 535 for a login, are not.
+        return self._fail(f"{self._where} {what}{user}: {code} {self._clean(text)}", retryable=400 <= code < 500)
+
+    def _clean(self, text: str) -> str:
+        """One line, with the password removed should a server echo it."""
+        line = " ".join(text.split())
+        return line.replace(self._target.password, "***") if self._target.password else line
+
+    def _fail(self, error: str, *, retryable: bool) -> SendResult:
+        return SendResult(ok=False, error=self._clean(error), retryable=retryable)
+
+
+def _all_transient(codes: dict[str, int]) -> bool:
+    return all(400 <= code < 500 for code in codes.values())

@@ -1,0 +1,187 @@
+"""An HTTP endpoint that receives one JSON POST per alert: our own schema, or Slack/Discord messages.
+
+The body is `alerts.render.render_json` (format "json") or `render_chat` (formats "slack", "discord").
+With a secret configured, requests carry the Standard Webhooks headers (alerts.signing), with
+`webhook-id` = the alert id on every attempt, so that receivers can de-duplicate resends.
+
+Outcomes, as `SendResult`: 2xx ok; 410 gone (disable the channel); 408, 429 and 5xx retryable, honouring
+`Retry-After`; other 3xx/4xx not retryable; timeouts and connection errors retryable. The URL may carry
+a token (Slack and Discord put it in the path), so it is only ever shown as `scheme://host[:port]/…`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import unquote
+
+import httpx
+
+from alerts.channels.base import SendResult
+from alerts.config import WebhookConfig
+from alerts.model import Alert
+from alerts.render import render_chat, render_json
+from alerts.signing import secret_key, sign
+
+try:
+    _VERSION = version("tierdrift")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    _VERSION = "0+unknown"
+
+USER_AGENT = f"tierdrift/{_VERSION}"
+#: A receiver asking us to wait longer than this is capped: alerts are time-sensitive, and the outbox
+#: (alerts.deliver.DeliveryPolicy.max_retry_after) ignores longer waits anyway.
+MAX_RETRY_AFTER = 3600.0
+#: Characters of a failed response's body kept in the error (Slack and Discord explain failures there).
+_BODY_SNIPPET = 200
+
+
+def redact_url(url: httpx.URL) -> str:
+    """`scheme://host[:port]/…`: the path, query, fragment and credentials may all hold tokens."""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{host}{port}/…"
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a `Retry-After` value (delay-seconds or an HTTP-date, RFC 9110 §10.2.3), between
+    0 and `MAX_RETRY_AFTER`; None when absent or unparseable. `now` is Unix seconds, for HTTP-dates."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT; parsedate returns naive for "-0000"
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now
+    return max(0.0, min(seconds, MAX_RETRY_AFTER))
+
+
+def _retryable_status(status: int) -> bool:
+    # 408: the receiver timed out reading our request, which a later attempt may not; 429 and 5xx: the
+    # receiver is overloaded or broken for now.
+    return status in (408, 429) or status >= 500
+
+
+class WebhookChannel:
+    """POSTs each alert to `config.url`. `client` (an injected `httpx.Client`) lets tests and callers share
+    a transport; otherwise the channel owns one and `close()` closes it. `clock` returns Unix seconds and
+    stamps `webhook-timestamp` and dates in `Retry-After`.
+
+    Raises `ValueError` (naming no secret) when the URL is not http(s) or the secret is not valid base64:
+    a configuration error should stop start-up, not fail each delivery.
+    """
+
+    kind = "webhook"
+
+    def __init__(
+        self, config: WebhookConfig, *, client: httpx.Client | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.name = config.name
+        self._config = config
+        self._url = httpx.URL(config.url.get_secret_value())
+        if self._url.scheme not in ("http", "https") or not self._url.host:
+            raise ValueError(f"webhook channel {config.name!r}: the URL must be http:// or https:// with a host")
+        self._secret = config.secret.get_secret_value() if config.secret else None
+        if self._secret is not None:
+            secret_key(self._secret)  # fail now on a malformed secret
+        self._where = redact_url(self._url)
+        self._owns_client = client is None
+        # Redirects are not followed: a hook that moved must be reconfigured, and the POST must not be
+        # replayed (with its signature) to wherever a redirect points.
+        self._client = client if client is not None else httpx.Client(follow_redirects=False)
+        self._clock = clock
+
+    def describe(self) -> str:
+        signed = ", signed" if self._secret else ""
+        return f"POST {self._where} ({self._config.format}{signed})"
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def body(self, alert: Alert) -> bytes:
+        """The exact bytes POSTed for `alert` (and signed): compact UTF-8 JSON."""
+        fmt = self._config.format
+        payload = render_json(alert) if fmt == "json" else render_chat(alert, fmt)
+        # default=str: `data` is JSON-ready by contract; a stray datetime must not stop the alert.
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+    def headers(self, alert: Alert, body: bytes) -> dict[str, str]:
+        """Request headers; with a secret, the Standard Webhooks trio signed at the current clock."""
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+        if self._secret is not None:
+            timestamp = int(self._clock())
+            headers["webhook-id"] = alert.id
+            headers["webhook-timestamp"] = str(timestamp)
+            headers["webhook-signature"] = sign(self._secret, alert.id, timestamp, body)
+        return headers
+
+    def send(self, alert: Alert) -> SendResult:
+        """POST `alert` once and classify the outcome; never raises for a delivery failure."""
+        body = self.body(alert)
+        try:
+            response = self._client.post(
+                self._url, content=body, headers=self.headers(alert, body), timeout=self._config.timeout
+            )
+        except httpx.TimeoutException:
+            return SendResult(ok=False, error=f"timed out after {self._config.timeout:g}s posting to {self._where}")
+        except httpx.UnsupportedProtocol:
+            return SendResult(ok=False, error=f"unsupported URL scheme for {self._where}", retryable=False)
+        except httpx.TransportError as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return SendResult(ok=False, error=f"could not reach {self._where}: {self._scrub(reason)}")
+        return self._classify(response)
+
+    def _classify(self, response: httpx.Response) -> SendResult:
+        status = response.status_code
+        if 200 <= status < 300:
+            return SendResult.success()
+        error = f"HTTP {status} {response.reason_phrase} from {self._where}"
+        snippet = self._snippet(response)
+        if snippet:
+            error += f": {snippet}"
+        if status == 410:
+            return SendResult(ok=False, error=error, retryable=False, gone=True)
+        if _retryable_status(status):
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
+            return SendResult(ok=False, error=error, retryable=True, retry_after=retry_after)
+        if 300 <= status < 400:
+            error += " (redirects are not followed: configure the final URL)"
+        return SendResult(ok=False, error=error, retryable=False)
+
+    def _snippet(self, response: httpx.Response) -> str:
+        try:
+            text = response.text
+        except (UnicodeDecodeError, LookupError):
+            return ""
+        return self._scrub(" ".join(text.split()))[:_BODY_SNIPPET]
+
+    def _scrub(self, text: str) -> str:
+        """`text` on one line with every secret-bearing piece of the URL, and the signing secret, replaced:
+        receivers and exception messages sometimes echo the URL or a path segment."""
+        out = " ".join(text.split())
+        for piece in self._secret_pieces():
+            out = out.replace(piece, "…")
+        return out
+
+    def _secret_pieces(self) -> list[str]:
+        url = self._url
+        raw_path = url.raw_path.decode("ascii", "replace")
+        pieces = [str(url), raw_path, url.path, url.query.decode("ascii", "replace"), url.userinfo.decode()]
+        pieces += [seg for seg in url.path.split("/") if len(seg) >= 4]
+        pieces += [unquote(p) for part in raw_path.split("?", 1)[1:] for p in re.split(r"[&=]", part) if len(p) >= 4]
+        if self._secret:
+            pieces.append(self._secret)
+        # Longest first, so that the whole URL goes before its parts; "/" alone would mangle every message.
+        return sorted({p for p in pieces if len(p) > 1}, key=len, reverse=True)

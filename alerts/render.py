@@ -1,0 +1,240 @@
+"""Render an `Alert` for people and machines: plain text and HTML e-mail, the webhook JSON, chat messages.
+
+Every function here is pure: the same alert always renders to the same bytes, so a message resent after
+a crash is identical to the first attempt, and golden files can pin the output (tests/golden/).
+
+- `render_text` / `render_html`: the two parts of the e-mail; `subject` its Subject line.
+- `render_json`: the versioned webhook payload (schema `tierdrift.alert/v1`, see `SCHEMA`).
+- `render_chat`: Slack and Discord incoming-webhook bodies, cut to each service's message limit.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from alerts.model import SCHEMA_VERSION, Alert, Severity
+
+#: The payload's `schema` value; a receiver switches on it. Bump with `alerts.model.SCHEMA_VERSION`.
+SCHEMA = f"tierdrift.alert/v{SCHEMA_VERSION}"
+
+ChatFlavour = Literal["slack", "discord"]
+
+#: Characters a chat message may hold. Discord rejects `content` over 2000; Slack truncates `text` over
+#: 40,000 and recommends staying under 4,000 (api.slack.com/methods/chat.postMessage, "Truncating content").
+CHAT_LIMITS: dict[str, int] = {"slack": 4000, "discord": 2000}
+
+#: A single line longer than this is clipped in chat messages, so that one huge line cannot crowd out the rest.
+_CHAT_LINE_MAX = 300
+
+_ARROW = "→"
+_SEVERITY_COLOURS = {Severity.INFO: "#4a5568", Severity.WARNING: "#b7791f", Severity.CRITICAL: "#c53030"}
+
+
+def iso_utc(dt: datetime) -> str:
+    """`dt` as ISO 8601 in UTC to the second, with a `Z` (a naive `dt` is taken to be UTC already)."""
+    aware = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return aware.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
+def subject(alert: Alert) -> str:
+    """The e-mail Subject: `[tierdrift] <title>`, with `CRITICAL: ` / `WARNING: ` before the title when the
+    severity is at least warning. Line breaks in the title become spaces (a header is one line)."""
+    title = " ".join(alert.title.split())
+    if alert.severity >= Severity.WARNING:
+        return f"[tierdrift] {alert.severity.name}: {title}"
+    return f"[tierdrift] {title}"
+
+
+# --- plain text ---------------------------------------------------------------------------------------
+
+
+def table_lines(rows: Sequence[tuple[str, str, str]]) -> list[str]:
+    """`rows` as aligned `label  old → new` lines under an `old`/`new` header; [] when there are no rows.
+
+    Labels are left-aligned and values right-aligned, so that figures line up by their last digit.
+    """
+    if not rows:
+        return []
+    lw = max(len(label) for label, _, _ in rows)
+    ow = max(len("old"), *(len(old) for _, old, _ in rows))
+    nw = max(len("new"), *(len(new) for _, _, new in rows))
+    out = [f"{'':<{lw}}  {'old':>{ow}}    {'new':>{nw}}".rstrip()]
+    out.extend(f"{label:<{lw}}  {old:>{ow}}  {_ARROW} {new:>{nw}}" for label, old, new in rows)
+    return out
+
+
+def _footer_fields(alert: Alert) -> list[tuple[str, str]]:
+    """The identifying fields shown under every human-readable rendering; absent source/symbol are left out."""
+    fields = [("alert", alert.id), ("kind", alert.kind), ("severity", alert.severity.label)]
+    fields += [(k, v) for k, v in (("source", alert.source), ("symbol", alert.symbol)) if v is not None]
+    fields.append(("created", iso_utc(alert.created_at)))
+    return fields
+
+
+def render_text(alert: Alert) -> str:
+    """The plain-text e-mail body: title (underlined), summary lines, the old → new table, then a footer
+    with id, kind, severity, source, symbol and creation time. Ends with a newline, no trailing spaces."""
+    parts = [alert.title, "=" * min(len(alert.title), 72), ""]
+    if alert.lines:
+        parts += [*alert.lines, ""]
+    if alert.rows:
+        parts += [*table_lines(alert.rows), ""]
+    fields = _footer_fields(alert)
+    kw = max(len(k) for k, _ in fields) + 1
+    parts += ["--", *(f"{k + ':':<{kw}} {v}" for k, v in fields)]
+    return "\n".join(parts) + "\n"
+
+
+# --- HTML ---------------------------------------------------------------------------------------------
+
+# E-mail clients drop <style> blocks and external CSS, so every element carries its own inline style.
+_FONT = "font-family:Helvetica,Arial,sans-serif;"
+_CELL = "padding:4px 10px;border-bottom:1px solid #e2e8f0;"
+_NUM = _CELL + "text-align:right;font-family:Menlo,Consolas,monospace;white-space:nowrap;"
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _html_table(rows: Sequence[tuple[str, str, str]]) -> list[str]:
+    if not rows:
+        return []
+    head = (
+        f'<tr><th style="{_CELL}text-align:left;"></th><th style="{_NUM}">old</th>'
+        f'<th style="{_CELL}"></th><th style="{_NUM}">new</th></tr>'
+    )
+    body = [
+        f'<tr><td style="{_CELL}">{_e(label)}</td><td style="{_NUM}">{_e(old)}</td>'
+        f'<td style="{_CELL}color:#718096;">{_ARROW}</td><td style="{_NUM}font-weight:bold;">{_e(new)}</td></tr>'
+        for label, old, new in rows
+    ]
+    style = f"border-collapse:collapse;{_FONT}font-size:14px;"
+    return [f'<table cellpadding="0" cellspacing="0" border="0" style="{style}">', head, *body, "</table>"]
+
+
+def render_html(alert: Alert) -> str:
+    """The HTML e-mail body: the same content as `render_text` as a small document with inline styles only
+    and a `<table>` of old → new values. Every piece of alert text is escaped with `html.escape`."""
+    colour = _SEVERITY_COLOURS.get(alert.severity, "#4a5568")
+    footer = " · ".join(f"{k} {_e(v)}" for k, v in _footer_fields(alert))
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8">',
+        f"<title>{_e(alert.title)}</title></head>",
+        f'<body style="margin:0;padding:16px;{_FONT}color:#1a202c;background:#ffffff;">',
+        f'<p style="margin:0 0 4px;font-size:12px;font-weight:bold;color:{colour};">{alert.severity.name}</p>',
+        f'<h1 style="margin:0 0 12px;font-size:18px;border-left:4px solid {colour};padding-left:8px;">'
+        f"{_e(alert.title)}</h1>",
+        *(f'<p style="margin:0 0 4px;font-size:14px;">{_e(line)}</p>' for line in alert.lines),
+    ]
+    if alert.rows:
+        parts += ['<div style="margin:12px 0;">', *_html_table(alert.rows), "</div>"]
+    parts += [f'<p style="margin:16px 0 0;font-size:12px;color:#718096;">{footer}</p>', "</body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+# --- JSON ---------------------------------------------------------------------------------------------
+
+
+def render_json(alert: Alert) -> dict[str, Any]:
+    """The webhook payload, schema `tierdrift.alert/v1`. Every key is always present (None → null):
+
+    `schema`, `id` (stable across retries), `kind`, `severity` (label), `created_at` (ISO 8601 UTC, Z),
+    `title`, `source`, `symbol`, `summary` (the alert's lines), `changes` (its rows as label/old/new
+    objects of display strings) and `data` (the event's raw figures, `alert.data` as is).
+    """
+    return {
+        "schema": SCHEMA,
+        "id": alert.id,
+        "kind": alert.kind,
+        "severity": alert.severity.label,
+        "created_at": iso_utc(alert.created_at),
+        "title": alert.title,
+        "source": alert.source,
+        "symbol": alert.symbol,
+        "summary": list(alert.lines),
+        "changes": [{"label": label, "old": old, "new": new} for label, old, new in alert.rows],
+        "data": alert.data,
+    }
+
+
+# --- chat ---------------------------------------------------------------------------------------------
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's three control characters: https://api.slack.com/reference/surfaces/formatting#escaping.
+    # Escaping < and > also stops text from forming a <!channel> mention.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _discord_escape(text: str) -> str:
+    """Backslash Discord's markdown characters so that text like `1000*` cannot change the formatting; the
+    line-start markers (heading, quote, list, subtext) only matter at the start of the line."""
+    text = "".join("\\" + ch if ch in "\\*_~`|" else ch for ch in text)
+    return "\\" + text if text[:1] in ("#", ">", "-") else text
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _code_safe(text: str) -> str:
+    # A ``` inside the code block would close it early; a single quote reads the same in a table.
+    return text.replace("`", "'")
+
+
+def _chat_compose(head: str, lines: list[str], table: list[str], foot: str, omitted: int) -> str:
+    out = [head, *lines]
+    if table:
+        out += ["```", *table, "```"]
+    if omitted:
+        out.append(f"… {omitted} more line(s) not shown")
+    out.append(foot)
+    return "\n".join(out)
+
+
+def _chat_fit(head: str, lines: list[str], table: list[str], foot: str, limit: int) -> str:
+    """The longest message within `limit` that keeps the title and footer and drops lines from the end
+    (table rows first, then summary lines), saying how many were dropped; a table keeps its header row."""
+    full = _chat_compose(head, lines, table, foot, 0)
+    if len(full) <= limit:
+        return full
+    body = [("line", s) for s in lines] + [("row", s) for s in table[1:]]
+    for keep in range(len(body) - 1, -1, -1):
+        kept = body[:keep]
+        rows = [s for k, s in kept if k == "row"]
+        lines_kept = [s for k, s in kept if k == "line"]
+        text = _chat_compose(head, lines_kept, [table[0], *rows] if rows else [], foot, len(body) - keep)
+        if len(text) <= limit:
+            return text
+    return _clip(head, limit)
+
+
+def render_chat(alert: Alert, flavour: ChatFlavour) -> dict[str, Any]:
+    """A Slack (`{"text": …}`) or Discord (`{"content": …}`) incoming-webhook body: the title in bold, the
+    summary lines, the old → new table in a code block and a one-line footer, all escaped for the service.
+
+    The message never exceeds `CHAT_LIMITS[flavour]` characters: lines that do not fit are dropped from
+    the end and replaced by one `… N more line(s) not shown` line. Discord mentions are disabled.
+    """
+    if flavour not in CHAT_LIMITS:
+        raise ValueError(f"unknown chat flavour {flavour!r}; choose slack or discord")
+    esc = _slack_escape if flavour == "slack" else _discord_escape
+    bold = "*" if flavour == "slack" else "**"
+    head = f"{bold}{esc(_clip(alert.title, _CHAT_LINE_MAX))}{bold}"
+    lines = [esc(_clip(line, _CHAT_LINE_MAX)) for line in alert.lines]
+    table = [_code_safe(_clip(s, _CHAT_LINE_MAX)) for s in table_lines(alert.rows)]
+    if flavour == "slack":
+        table = [_slack_escape(s) for s in table]
+    foot = esc(" · ".join(f"{k} {v}" for k, v in _footer_fields(alert)))
+    # Discord shows "-# " lines as small grey subtext; Slack has no equivalent, and italics would break on
+    # the underscores in ids, so its footer stays plain.
+    text = _chat_fit(head, lines, table, foot if flavour == "slack" else f"-# {foot}", CHAT_LIMITS[flavour])
+    if flavour == "slack":
+        return {"text": text}
+    # Alert text comes from exchanges' symbol names and user notes: never let it ping anyone.
+    return {"content": text, "allowed_mentions": {"parse": []}}
