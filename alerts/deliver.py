@@ -63,7 +63,7 @@ def _states(session: Session) -> dict[str, ChannelState]:
     return {s.name: s for s in session.exec(select(ChannelState))}
 
 
-def _due(session: Session, now: datetime, limit: int) -> list[tuple[Delivery, AlertRecord]]:
+def _due(session: Session, now: datetime, limit: int, resting: set[str]) -> list[tuple[Delivery, AlertRecord]]:
     stmt = (
         select(Delivery, AlertRecord)
         .join(AlertRecord, col(AlertRecord.id) == col(Delivery.alert_id))
@@ -71,6 +71,9 @@ def _due(session: Session, now: datetime, limit: int) -> list[tuple[Delivery, Al
         .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
         .limit(limit)
     )
+    if resting:
+        # A resting channel's deliveries are not even loaded: a down receiver costs one cheap query per run.
+        stmt = stmt.where(col(Delivery.channel).not_in(resting))
     return list(session.exec(stmt))
 
 
@@ -96,8 +99,9 @@ def deliver_due(
     report = DeliveryReport()
     now = clock()
     with Session(engine) as session:
-        due = _due(session, now, policy.batch)
         states = _states(session)
+        resting = {name for name, state in states.items() if _resting(state, now)}
+        due = _due(session, now, policy.batch, resting)
     for delivery, record in due:
         if should_stop():
             break
