@@ -82,20 +82,11 @@ def _position_json(p: Position, a: Assessment | None) -> dict[str, Any]:
 def _assess(ctx: typer.Context, positions: list[Position]) -> dict[int, Assessment]:
     from sqlmodel import Session
 
-    from monitor.impacts import freshness, load_market, wallets
-    from monitor.risk import assess
-    from snapshots.history import tables_at
+    from monitor.impacts import assess_now
 
     c = cli_context.get(ctx)
-    now = utcnow()
     with Session(c.engine) as session:
-        tables = {}
-        for source in {p.source for p in positions}:
-            for sym, table in tables_at(session.connection(), source, now).items():
-                tables[(source, sym)] = table
-        market = load_market(session, {(p.source, p.symbol) for p in positions}, now, freshness(c.settings))
-        money = wallets(session)
-    return assess(positions, tables, market, money, threshold_adr=c.settings.violation_threshold_adr)
+        return assess_now(session, positions, c.settings, utcnow())
 
 
 def _print_positions(rows: list[dict[str, Any]]) -> None:

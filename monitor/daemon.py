@@ -32,10 +32,12 @@ from alerts.channels.base import Channel
 from alerts.deliver import DeliveryReport, deliver_due
 from monitor.alerting import build_channels, delivery_policy, routes
 from monitor.health import check_stale
+from monitor.impacts import assess_now
 from monitor.lock import WriterLock
 from monitor.marketdata import refresh_market, symbols_with_open_positions
 from monitor.metrics import Metrics
 from monitor.polling import Fetch, poll_source
+from monitor.positions import open_positions
 from monitor.settings import Settings
 from monitor.wiring import health_rules, poll_hooks
 from snapshots.store import PollResult
@@ -105,6 +107,9 @@ class Daemon:
             failures.extend(f"{source} {r.symbol}: {r.reason}" for r in results if not r.ok)
         for line in failures:
             log.warning("market data %s", line)
+        with Session(self.engine) as session:
+            found = assess_now(session, open_positions(session), self.settings, self.clock())
+        self.metrics.violations.set(sum(1 for a in found.values() if a.figures and a.figures.violation))
         return failures
 
     def check_health(self) -> list[str]:

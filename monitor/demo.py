@@ -14,7 +14,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -49,7 +49,7 @@ BEFORE = [(0, 0.004, 125), (50_000, 0.005, 100), (250_000, 0.01, 50), (1_000_000
 AFTER = [row if row[0] != 250_000 else (250_000, 0.025, 25) for row in BEFORE]
 
 
-def table(rows: list[tuple[float, float, float]], top: float = 300_000_000) -> FakeTable:
+def table(rows: Sequence[tuple[float, float, float]], top: float = 300_000_000) -> FakeTable:
     tiers, amount = [], 0.0
     for i, (floor, rate, lev) in enumerate(rows):
         if i:

@@ -186,3 +186,13 @@ def make_hook(ctx: ImpactContext) -> Callable[[Session, PollResult], None]:
             sink(session, result, rows)
 
     return hook
+
+
+def assess_now(session: Session, positions: list[Position], settings: Settings, now: datetime) -> dict[int, Assessment]:
+    """Current figures of `positions`: the tables in force now, the cached (fresh) market data, the wallets."""
+    tables: dict[Key, TierTable] = {}
+    for source in {p.source for p in positions}:
+        for sym, table in tables_at(session.connection(), source, now).items():
+            tables[(source, sym)] = table
+    market = load_market(session, {(p.source, p.symbol) for p in positions}, now, freshness(settings))
+    return assess(positions, tables, market, wallets(session), threshold_adr=settings.violation_threshold_adr)

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -91,8 +92,14 @@ class AdvisoryLock:
         self.engine = engine
         self.key = key
         self._conn: Connection | None = None
+        # Jobs run in several threads and all check the lock; one connection must not be used concurrently.
+        self._mutex = threading.RLock()
 
     def acquire(self) -> bool:
+        with self._mutex:
+            return self._acquire()
+
+    def _acquire(self) -> bool:
         if self._conn is not None:
             return self.still_held()
         conn = self.engine.connect()
@@ -109,15 +116,16 @@ class AdvisoryLock:
         return True
 
     def still_held(self) -> bool:
-        if self._conn is None:
-            return False
-        try:
-            self._conn.execute(text("SELECT 1")).scalar()
-            self._conn.commit()
-            return True
-        except Exception:
-            self._drop()
-            return False
+        with self._mutex:
+            if self._conn is None:
+                return False
+            try:
+                self._conn.execute(text("SELECT 1")).scalar()
+                self._conn.commit()
+                return True
+            except Exception:
+                self._drop()
+                return False
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -127,11 +135,12 @@ class AdvisoryLock:
             self._conn = None
 
     def release(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-                self._conn.commit()
-            self._drop()
+        with self._mutex:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                    self._conn.commit()
+                self._drop()
 
     def describe(self) -> str:
         return f"PostgreSQL advisory lock {self.key}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,16 @@ def ts(text: str) -> datetime:
 #: Set (by .ci/run) to an admin URL of a PostgreSQL server to run every database test on it too.
 PG_URL = os.environ.get("TIERDRIFT_TEST_PG_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`tierdrift run` configures the root logger; keep that from leaking into the next test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(params=BACKENDS)

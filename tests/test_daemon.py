@@ -147,6 +147,7 @@ def test_health_endpoints_and_metrics(fake: FakeExchange, engine: Engine, db_url
         assert 'tierdrift_poll_failures_total{reason="malformed",source="bybit-linear"} 1.0' in text
         assert 'tierdrift_last_success_timestamp_seconds{source="bybit-linear"}' in text
         assert 'tierdrift_alerts{status="failed"} 0.0' in text
+        assert "tierdrift_positions_in_violation 0.0" in text
     finally:
         server.stop()
 

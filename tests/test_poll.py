@@ -44,7 +44,7 @@ def cli(db_url: str, *args: str, code: int = 0) -> Any:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     assert result.exit_code == code, result.output
-    return json.loads(result.output) if "--json" in args else result.output
+    return json.loads(result.stdout) if "--json" in args else result.output
 
 
 def first_id(fake: FakeExchange, source: str) -> str:

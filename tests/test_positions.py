@@ -37,7 +37,7 @@ def cli(db_url: str, *args: str) -> Any:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     assert result.exit_code == 0, result.output
-    return json.loads(result.output) if "--json" in args else result.output
+    return json.loads(result.stdout) if "--json" in args else result.output
 
 
 def fails(db_url: str, *args: str) -> str:
