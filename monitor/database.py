@@ -7,6 +7,9 @@ commands stay fast.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import inspect, text
@@ -16,9 +19,11 @@ from sqlalchemy.engine.url import make_url
 from snapshots.engine import make_engine
 from snapshots.errors import TierdriftError
 
-#: The newest migration in monitor/migrations/versions. tests/test_migrations.py keeps them in step.
+#: The newest migration in monitor/migrations/versions. tests/test_schema.py keeps them in step.
 HEAD = "0003"
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: PostgreSQL advisory lock held while migrating ("tdmigrat" as a signed 64-bit integer).
+MIGRATION_LOCK_KEY = int.from_bytes(b"tdmigrat", "big", signed=True)
 
 
 class DatabaseError(TierdriftError):
@@ -39,9 +44,27 @@ def upgrade(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    # Processes starting together on an empty database: one migrates, the others wait for it and then find
+    # the schema at head (Alembic reads the revision inside the locked transaction).
+    with _sqlite_migration_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with Path(database + ".migrate.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def open_engine(url: str) -> Engine:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,17 @@ def test_migrations_reach_head_and_match_the_models(engine: Engine) -> None:
 def test_head_is_the_newest_migration_file() -> None:
     revisions = sorted(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*.py"))
     assert revisions[-1] == HEAD
+
+
+def test_processes_starting_together_migrate_once(db_url: str) -> None:
+    """Replicas starting at once on an empty database: one migrates, the others wait, none fails."""
+    code = "import sys; from monitor.database import open_engine; open_engine(sys.argv[1]).dispose()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    engine = open_engine(db_url)
+    assert current_revision(engine) == HEAD
+    engine.dispose()
 
 
 def test_reopening_is_idempotent(db_url: str) -> None:
