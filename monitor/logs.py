@@ -67,5 +67,5 @@ def setup(fmt: str, level: str, secrets: Iterable[str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("apscheduler", "httpx", "httpcore", "urllib3", "ccxt"):
+    for noisy in ("apscheduler", "alembic", "httpx", "httpcore", "urllib3", "ccxt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

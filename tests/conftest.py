@@ -121,3 +121,12 @@ def write_archive(path: Path, payload: Any) -> Path:
     data = json.dumps(payload).encode()
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
     return path
+
+
+def point_at_fake(fake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, page_retries: int = 1) -> None:
+    """Environment for CLI runs against `fake` (a `FakeExchange`): its endpoints, short timeouts, no config file."""
+    monkeypatch.setenv("TIERDRIFT_CONFIG", str(tmp_path / "absent.toml"))
+    for name, url in fake.endpoints().items():
+        monkeypatch.setenv(f"TIERDRIFT_ENDPOINTS__{name.upper()}", url)
+    monkeypatch.setenv("TIERDRIFT_HTTP_TIMEOUT", "2")
+    monkeypatch.setenv("TIERDRIFT_BYBIT_PAGE_RETRIES", str(page_retries))

@@ -24,6 +24,7 @@ from monitor.settings import Settings
 from snapshots.history import recent_polls
 from snapshots.model import SOURCES
 from snapshots.timefmt import utcnow
+from tests.conftest import point_at_fake
 
 runner = CliRunner()
 
@@ -37,11 +38,7 @@ def fake() -> Iterator[FakeExchange]:
 
 @pytest.fixture
 def env(fake: FakeExchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> str:
-    monkeypatch.setenv("TIERDRIFT_CONFIG", str(tmp_path / "absent.toml"))
-    for name, url in fake.endpoints().items():
-        monkeypatch.setenv(f"TIERDRIFT_ENDPOINTS__{name.upper()}", url)
-    monkeypatch.setenv("TIERDRIFT_HTTP_TIMEOUT", "2")
-    monkeypatch.setenv("TIERDRIFT_BYBIT_PAGE_RETRIES", "0")
+    point_at_fake(fake, monkeypatch, tmp_path, page_retries=0)
     return db_url
 
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from monitor.cli import app
 from monitor.fake_exchange import RISK_LIMIT, WEB_USDM, FakeExchange, Fault, generate_tables
 from snapshots.model import SOURCES
+from tests.conftest import point_at_fake
 
 KEY = "pollKey-0123456789abcdef"
 SECRET = "pollSecret-fedcba9876543210"
@@ -31,11 +32,7 @@ def fake() -> Iterator[FakeExchange]:
 
 @pytest.fixture
 def env(fake: FakeExchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> str:
-    monkeypatch.setenv("TIERDRIFT_CONFIG", str(tmp_path / "absent.toml"))
-    for name, url in fake.endpoints().items():
-        monkeypatch.setenv(f"TIERDRIFT_ENDPOINTS__{name.upper()}", url)
-    monkeypatch.setenv("TIERDRIFT_HTTP_TIMEOUT", "2")
-    monkeypatch.setenv("TIERDRIFT_BYBIT_PAGE_RETRIES", "1")
+    point_at_fake(fake, monkeypatch, tmp_path, page_retries=1)
     return db_url
 
 
