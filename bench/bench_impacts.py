@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlmodel import Session
 
 from monitor.database import open_engine
@@ -94,8 +94,16 @@ def setup(url: str, n_symbols: int, n_positions: int) -> tuple[Any, list[str]]:
     return engine, symbols
 
 
+def fresh_market(engine: Any, at: datetime) -> None:
+    """Marks and ADRs as if just refreshed (the daemon's market job), so no figure is left unknown."""
+    with Session(engine) as s:
+        s.execute(update(MarketData).values(mark_at=at, adr_at=at))
+        s.commit()
+
+
 def timed_poll(engine: Any, symbols: list[str], scale: float, at: datetime) -> tuple[float, float, int]:
     """(store ms, impacts ms, impacts written) for one changed poll, committed like `tierdrift poll`."""
+    fresh_market(engine, at)
     hook = make_hook(ImpactContext(2.0))
     with Session(engine) as s:
         t0 = time.perf_counter()
@@ -112,6 +120,7 @@ def timed_poll(engine: Any, symbols: list[str], scale: float, at: datetime) -> t
 
 def naive_poll(engine: Any, symbols: list[str], scale: float, at: datetime) -> tuple[float, int]:
     """The naive impact step: per-position lookups, O(n²) cross sums, one ORM insert per impact."""
+    fresh_market(engine, at)
     with Session(engine) as s:
         result = apply_snapshot(s, snapshot(symbols, scale, at), started_at=at, duration_ms=0, policy=ApplyPolicy())
         s.commit()

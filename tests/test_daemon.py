@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -182,3 +186,36 @@ def test_daemon_records_its_work_in_one_transaction_per_poll(fake: FakeExchange,
     assert report.ok and [p.outcome for p in report.polls] == ["ok"]
     with Session(engine) as s, s.connection() as conn:
         assert recent_polls(conn, "binance-usdm", 5)[0].symbols == 12
+
+
+def test_sigterm_stops_the_daemon_cleanly_and_frees_the_lock(
+    env: str, fake: FakeExchange, engine: Engine, tmp_path: Path
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--db", env, "run"],
+        env={**os.environ, "TIERDRIFT_SOURCES": '["binance-usdm"]', "TIERDRIFT_POLL_INTERVAL_SECONDS": "5"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: polls(engine) >= 1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopping: waiting for running jobs" in err and "stopped" in err
+    lock = writer_lock(engine)
+    assert lock.acquire()  # nothing is left holding it
+    lock.release()
+
+
+def test_config_show_redacts_every_secret(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIERDRIFT_BINANCE__API_KEY", "key-AAAA1111")
+    monkeypatch.setenv("TIERDRIFT_BINANCE__API_SECRET", "secret-BBBB2222")
+    monkeypatch.setenv("TIERDRIFT_WEBHOOK_URL", "https://hooks.example.com/T00/B00/token-CCCC3333")
+    monkeypatch.setenv("TIERDRIFT_WEBHOOK_SECRET", "whsec_ZGVtby1zZWNyZXQtZm9yLXRpZXJkcmlmdA==")
+    monkeypatch.setenv("TIERDRIFT_SMTP_URL", "smtp://me:pass-DDDD4444@mail.example.com:587")
+    result = runner.invoke(app, ["--db", env, "config", "show", "--json"])
+    assert result.exit_code == 0, result.output
+    for secret in ("key-AAAA1111", "secret-BBBB2222", "token-CCCC3333", "ZGVtby1zZWNyZXQ", "pass-DDDD4444"):
+        assert secret not in result.stdout
+    assert '"webhook_url": "***"' in result.stdout

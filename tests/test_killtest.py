@@ -7,6 +7,7 @@ checked on every change.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ def test_sigkill_during_polls_and_deliveries_loses_and_doubles_nothing(db_url: s
     spec = importlib.util.spec_from_file_location("killtest", HARNESS)
     assert spec is not None and spec.loader is not None
     killtest = importlib.util.module_from_spec(spec)
+    sys.modules["killtest"] = killtest  # dataclasses resolve their annotations through sys.modules
     spec.loader.exec_module(killtest)
     result = killtest.run(rounds=3, db_url=db_url, seed=4)
     assert result["problems"] == []
