@@ -143,3 +143,25 @@ def test_every_command_has_help(db_url: str) -> None:
 
     for command in app.registered_commands:
         assert command.callback is not None and command.callback.__doc__, command.name
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["--db", "sqlite:///x.db", "tiers", "BTCUSDT", "-s", "binance-usdm"], "tiers"),
+        (["changes", "--json"], "changes"),
+        (["--db", "tiers", "sources"], "sources"),  # "tiers" is the value of --db here
+        (["positions", "list"], None),
+        (["--help"], None),
+        ([], None),
+    ],
+)
+def test_fast_commands_get_a_one_command_app(argv: list[str], command: str | None) -> None:
+    from monitor.cli import app, app_for
+
+    chosen = app_for(argv)
+    if command is None:
+        assert chosen is app
+    else:
+        assert chosen is not app
+        assert [c.name for c in chosen.registered_commands] == [command]
