@@ -24,7 +24,7 @@ def test_sigkill_during_polls_and_deliveries_loses_and_doubles_nothing(db_url: s
     result = killtest.run(rounds=3, db_url=db_url, seed=4)
     assert result["problems"] == []
     assert result["settle_exit_code"] == 0
-    assert result["polls_with_changes"] >= 2  # the rounds' changes were seen
+    assert result["polls_with_changes"] >= 1  # the rounds' changes were seen (at the latest when settling)
     assert result["alerts"] >= result["polls_with_changes"]
     assert result["deliveries_received"] >= result["alerts"]
 
