@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from alerts.channels.email import EmailChannel
-from alerts.channels.webhook import WebhookChannel
 from sqlmodel import Session, col, select
 
 from alerts.channels.base import Channel
+from alerts.channels.email import EmailChannel
+from alerts.channels.webhook import WebhookChannel
 from alerts.config import ChannelConfig, EmailConfig
 from alerts.deliver import DeliveryPolicy
 from alerts.events import digest_alert, impact_alert

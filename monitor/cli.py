@@ -210,7 +210,7 @@ def tiers(
     """The tier table of SYMBOL in force at a time."""
     c = cli_context.get(ctx)
     when = cli_context.opt_ts(at) or utcnow()
-    with c.engine.connect() as session:
+    with c.reader() as session:
         sym = resolve_symbol(session, source, symbol)
         table, info = table_at(session, source, sym, when)
     if as_json:
@@ -237,7 +237,7 @@ def changes(
     c = cli_context.get(ctx)
     if symbol and not source:
         raise typer.BadParameter("--symbol needs --source", param_hint="--symbol")
-    with c.engine.connect() as session:
+    with c.reader() as session:
         if source:
             check_source(source)
         sym = resolve_symbol(session, source, symbol) if symbol and source else None
@@ -266,7 +266,7 @@ def history(
 ) -> None:
     """The versions of one symbol's table, with the time each was in force."""
     c = cli_context.get(ctx)
-    with c.engine.connect() as session:
+    with c.reader() as session:
         sym = resolve_symbol(session, source, symbol)
         rows = versions(session, source, sym)
     if as_json:
@@ -290,7 +290,7 @@ def history(
 def sources(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
     """Each source's last poll, last success, last change and last error."""
     c = cli_context.get(ctx)
-    with c.engine.connect() as session:
+    with c.reader() as session:
         rows = [source_status(session, s) for s in SOURCES]
     if as_json:
         output.emit_json([output.status_json(s) for s in rows])
@@ -321,7 +321,7 @@ def polls(
 ) -> None:
     """Recent polls and imports, newest first, with failures and quarantines and their reasons."""
     c = cli_context.get(ctx)
-    with c.engine.connect() as session:
+    with c.reader() as session:
         if source:
             check_source(source)
         rows = recent_polls(session, source, limit)

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from monitor import cli_context, output
-from snapshots.catalog import as_utc
 from snapshots.history import check_source
 from snapshots.model import SOURCES
+from snapshots.reader import as_utc
 from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:

@@ -16,11 +16,10 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 
+from monitor.revision import HEAD
 from snapshots.engine import make_engine
 from snapshots.errors import TierdriftError
 
-#: The newest migration in monitor/migrations/versions. tests/test_schema.py keeps them in step.
-HEAD = "0003"
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: PostgreSQL advisory lock held while migrating ("tdmigrat" as a signed 64-bit integer).
 MIGRATION_LOCK_KEY = int.from_bytes(b"tdmigrat", "big", signed=True)

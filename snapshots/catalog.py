@@ -6,13 +6,16 @@ the ORM costs about 130 ms on a small machine, more than the whole budget of a r
 tests/test_catalog.py checks every column here against the SQLModel tables.
 
 Datetimes read through these handles come back naive from SQLite; `as_utc` makes them aware UTC.
+The queries that back read-only commands are plain SQL in snapshots.history (see snapshots.reader).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import DateTime, Float, Integer, LargeBinary, String, column, table
+
+from snapshots.reader import as_utc
+
+__all__ = ["as_utc", "change_record", "poll", "table_version", "tier_row"]
 
 _TS = DateTime(timezone=True)
 
@@ -77,10 +80,3 @@ change_record = table(
     column("old", Float),
     column("new", Float),
 )
-
-
-def as_utc(dt: datetime | None) -> datetime | None:
-    """Aware UTC from what a driver returned (SQLite gives naive UTC, PostgreSQL aware)."""
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

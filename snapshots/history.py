@@ -1,7 +1,7 @@
 """Read-only questions about the stored history: tables at a time, versions, changes, source status.
 
-These run on a Core `Connection` through `snapshots.catalog`, never the ORM: they back commands that
-must start fast.
+Plain SQL through `snapshots.reader`, so that the commands behind them can run on the standard library's
+sqlite3 and start fast. Every function takes a `Reader`, or a SQLAlchemy connection or session.
 """
 
 from __future__ import annotations
@@ -12,15 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.engine import Connection
-
-from snapshots.catalog import as_utc
-from snapshots.catalog import change_record as cr
-from snapshots.catalog import poll as pl
-from snapshots.catalog import table_version as tv
 from snapshots.errors import NotFound
 from snapshots.model import SOURCES, Change, TierTable
+from snapshots.reader import Row, reader_of
 from snapshots.symbols import canonical_symbol
 from snapshots.tables import load_tables
 from snapshots.timefmt import iso
@@ -75,33 +69,23 @@ class SourceStatus:
 
 
 _VERSION_COLS = (
-    tv.c.id,
-    tv.c.source,
-    tv.c.symbol,
-    tv.c.valid_from,
-    tv.c.valid_to,
-    tv.c.content_hash,
-    tv.c.provenance,
-    tv.c.previous_poll_at,
-    tv.c.notional_coef,
-    tv.c.warnings,
+    "id, source, symbol, valid_from, valid_to, content_hash, provenance, previous_poll_at, notional_coef, warnings"
 )
+_IN_FORCE = "valid_from <= :at AND (valid_to IS NULL OR valid_to > :at)"
 
 
-def _info(v: Any) -> VersionInfo:
-    valid_from = as_utc(v.valid_from)
-    assert valid_from is not None
+def _info(v: Row) -> VersionInfo:
     return VersionInfo(
-        v.id,
-        v.source,
-        v.symbol,
-        valid_from,
-        as_utc(v.valid_to),
-        v.content_hash,
-        v.provenance,
-        as_utc(v.previous_poll_at),
-        v.notional_coef,
-        tuple(json.loads(v.warnings)) if v.warnings else (),
+        v["id"],
+        v["source"],
+        v["symbol"],
+        v["valid_from"],
+        v["valid_to"],
+        v["content_hash"],
+        v["provenance"],
+        v["previous_poll_at"],
+        v["notional_coef"],
+        tuple(json.loads(v["warnings"])) if v["warnings"] else (),
     )
 
 
@@ -111,14 +95,17 @@ def check_source(source: str) -> str:
     return source
 
 
-def resolve_symbol(conn: Connection, source: str, text: str) -> str:
+def resolve_symbol(conn: Any, source: str, text: str) -> str:
     """The stored symbol a user meant: exact, then canonical (`BTCUSDT` → `BTC/USDT:USDT`), then upper case."""
     check_source(source)
+    reader = reader_of(conn)
     for cand in dict.fromkeys([text, canonical_symbol(source, text), canonical_symbol(source, text.upper())]):
-        stmt = select(tv.c.id).where(tv.c.source == source, tv.c.symbol == cand).limit(1)
-        if conn.execute(stmt).first():
+        sql = "SELECT id FROM table_version WHERE source = :source AND symbol = :symbol LIMIT 1"
+        if reader.rows(sql, {"source": source, "symbol": cand}):
             return cand
-    names = [s for (s,) in conn.execute(select(tv.c.symbol).where(tv.c.source == source).distinct())]
+    names = [
+        r["symbol"] for r in reader.rows("SELECT DISTINCT symbol FROM table_version WHERE source = :s", {"s": source})
+    ]
     if not names:
         raise NotFound(f"no history for {source} yet; run `tierdrift poll` or `tierdrift import` first")
     close = difflib.get_close_matches(canonical_symbol(source, text.upper()), names, n=3)
@@ -126,42 +113,41 @@ def resolve_symbol(conn: Connection, source: str, text: str) -> str:
     raise NotFound(f"unknown symbol {text!r} for {source}{hint}")
 
 
-def table_at(conn: Connection, source: str, symbol: str, at: datetime) -> tuple[TierTable, VersionInfo]:
+def table_at(conn: Any, source: str, symbol: str, at: datetime) -> tuple[TierTable, VersionInfo]:
     """The version of `symbol` in force at `at`, or NotFound saying why there is none."""
-    stmt = (
-        select(*_VERSION_COLS)
-        .where(
-            tv.c.source == source,
-            tv.c.symbol == symbol,
-            tv.c.valid_from <= at,
-            or_(tv.c.valid_to.is_(None), tv.c.valid_to > at),
-        )
-        .order_by(tv.c.valid_from.desc())
-        .limit(1)
+    reader = reader_of(conn)
+    key = {"source": source, "symbol": symbol}
+    found = reader.rows(
+        f"SELECT {_VERSION_COLS} FROM table_version WHERE source = :source AND symbol = :symbol AND {_IN_FORCE}"
+        " ORDER BY valid_from DESC LIMIT 1",
+        {**key, "at": at},
     )
-    row = conn.execute(stmt).first()
-    if row is None:
-        first = as_utc(
-            conn.execute(
-                select(func.min(tv.c.valid_from)).where(tv.c.source == source, tv.c.symbol == symbol)
-            ).scalar_one_or_none()
+    if not found:
+        (first,) = reader.rows(
+            "SELECT min(valid_from) AS first_valid_from FROM table_version WHERE source = :source AND symbol = :symbol",
+            key,
         )
-        if first is None:
+        begins = first["first_valid_from"]
+        if begins is None:
             raise NotFound(f"unknown symbol {symbol!r} for {source}")
-        if at < first:
-            raise NotFound(f"{symbol} on {source}: {iso(at)} is before its history begins ({iso(first)})")
+        if at < begins:
+            raise NotFound(f"{symbol} on {source}: {iso(at)} is before its history begins ({iso(begins)})")
         raise NotFound(f"{symbol} on {source} was not listed at {iso(at)}")
-    info = _info(row)
-    return load_tables(conn, [info.id])[info.id], info
+    info = _info(found[0])
+    return load_tables(reader, [info.id])[info.id], info
 
 
-def versions(conn: Connection, source: str, symbol: str) -> list[VersionInfo]:
-    stmt = select(*_VERSION_COLS).where(tv.c.source == source, tv.c.symbol == symbol).order_by(tv.c.valid_from, tv.c.id)
-    return [_info(v) for v in conn.execute(stmt)]
+def versions(conn: Any, source: str, symbol: str) -> list[VersionInfo]:
+    rows = reader_of(conn).rows(
+        f"SELECT {_VERSION_COLS} FROM table_version WHERE source = :source AND symbol = :symbol"
+        " ORDER BY valid_from, id",
+        {"source": source, "symbol": symbol},
+    )
+    return [_info(v) for v in rows]
 
 
 def list_changes(
-    conn: Connection,
+    conn: Any,
     *,
     source: str | None = None,
     symbol: str | None = None,
@@ -169,76 +155,90 @@ def list_changes(
     until: datetime | None = None,
     limit: int | None = None,
 ) -> list[StoredChange]:
-    stmt = select(cr)
-    if source:
-        stmt = stmt.where(cr.c.source == source)
-    if symbol:
-        stmt = stmt.where(cr.c.symbol == symbol)
-    if since:
-        stmt = stmt.where(cr.c.detected_at >= since)
-    if until:
-        stmt = stmt.where(cr.c.detected_at <= until)
-    stmt = stmt.order_by(cr.c.detected_at, cr.c.id)
+    conds, params = ["1 = 1"], {"source": source, "symbol": symbol, "since": since, "until": until}
+    for cond, value in (
+        ("source = :source", source),
+        ("symbol = :symbol", symbol),
+        ("detected_at >= :since", since),
+        ("detected_at <= :until", until),
+    ):
+        if value:
+            conds.append(cond)
+    sql = (
+        "SELECT source, symbol, kind, tier, field, old, new, detected_at, previous_poll_at FROM change_record"
+        f" WHERE {' AND '.join(conds)} ORDER BY detected_at, id"
+    )
     if limit:
-        stmt = stmt.limit(limit)
-    out = []
-    for r in conn.execute(stmt):
-        detected = as_utc(r.detected_at)
-        assert detected is not None
-        change = Change(r.source, r.symbol, r.kind, r.tier, r.field, r.old, r.new)
-        out.append(StoredChange(detected, as_utc(r.previous_poll_at), change))
-    return out
+        sql += f" LIMIT {int(limit)}"
+    used = {k: v for k, v in params.items() if f":{k}" in sql}
+    return [
+        StoredChange(
+            r["detected_at"],
+            r["previous_poll_at"],
+            Change(r["source"], r["symbol"], r["kind"], r["tier"], r["field"], r["old"], r["new"]),
+        )
+        for r in reader_of(conn).rows(sql, used)
+    ]
 
 
-def _poll_info(p: Any) -> PollInfo:
-    started = as_utc(p.started_at)
-    assert started is not None
+_POLL_COLS = "id, source, kind, started_at, duration_ms, outcome, provenance, symbols, symbols_changed, changes, error"
+
+
+def _poll_info(p: Row) -> PollInfo:
     return PollInfo(
-        p.id, p.source, p.kind, started, p.duration_ms, p.outcome, p.provenance,
-        p.symbols, p.symbols_changed, p.changes, p.error,
+        p["id"], p["source"], p["kind"], p["started_at"], p["duration_ms"], p["outcome"], p["provenance"],
+        p["symbols"], p["symbols_changed"], p["changes"], p["error"],
     )  # fmt: skip
 
 
-def _latest_poll(conn: Connection, source: str, *conds: Any) -> PollInfo | None:
-    stmt = select(pl).where(pl.c.source == source, *conds).order_by(pl.c.started_at.desc(), pl.c.id.desc())
-    row = conn.execute(stmt.limit(1)).first()
-    return _poll_info(row) if row else None
+def _latest_poll(conn: Any, source: str, outcome_cond: str = "") -> PollInfo | None:
+    rows = reader_of(conn).rows(
+        f"SELECT {_POLL_COLS} FROM poll WHERE source = :source {outcome_cond}"
+        " ORDER BY started_at DESC, id DESC LIMIT 1",
+        {"source": source},
+    )
+    return _poll_info(rows[0]) if rows else None
 
 
-def source_status(conn: Connection, source: str) -> SourceStatus:
-    last = _latest_poll(conn, source)
-    ok = _latest_poll(conn, source, pl.c.outcome == "ok")
-    bad = _latest_poll(conn, source, pl.c.outcome != "ok")
-    last_change = conn.execute(select(func.max(cr.c.detected_at)).where(cr.c.source == source)).scalar()
-    symbols = conn.execute(
-        select(func.count()).select_from(tv).where(tv.c.source == source, tv.c.valid_to.is_(None))
-    ).scalar_one()
+def source_status(conn: Any, source: str) -> SourceStatus:
+    reader = reader_of(conn)
+    last = _latest_poll(reader, source)
+    ok = _latest_poll(reader, source, "AND outcome = 'ok'")
+    bad = _latest_poll(reader, source, "AND outcome <> 'ok'")
+    (change,) = reader.rows(
+        "SELECT max(detected_at) AS last_change FROM change_record WHERE source = :source", {"source": source}
+    )
+    (count,) = reader.rows(
+        "SELECT count(*) AS n FROM table_version WHERE source = :source AND valid_to IS NULL", {"source": source}
+    )
     return SourceStatus(
         source,
-        symbols,
+        count["n"],
         last.started_at if last else None,
         last.outcome if last else None,
         ok.started_at if ok else None,
-        as_utc(last_change),
+        change["last_change"],
         bad.started_at if bad else None,
         bad.error if bad else None,
     )
 
 
-def recent_polls(conn: Connection, source: str | None = None, limit: int = 20) -> list[PollInfo]:
-    stmt = select(pl)
-    if source:
-        stmt = stmt.where(pl.c.source == source)
-    stmt = stmt.order_by(pl.c.started_at.desc(), pl.c.id.desc()).limit(limit)
-    return [_poll_info(p) for p in conn.execute(stmt)]
-
-
-def tables_at(conn: Connection, source: str, at: datetime) -> dict[str, TierTable]:
-    """Every symbol's table in force at `at`: the whole snapshot of a source as it stood then."""
-    stmt = select(tv.c.id).where(
-        tv.c.source == source,
-        tv.c.valid_from <= at,
-        or_(tv.c.valid_to.is_(None), tv.c.valid_to > at),
+def recent_polls(conn: Any, source: str | None = None, limit: int = 20) -> list[PollInfo]:
+    where = "WHERE source = :source" if source else ""
+    rows = reader_of(conn).rows(
+        f"SELECT {_POLL_COLS} FROM poll {where} ORDER BY started_at DESC, id DESC LIMIT {int(limit)}",
+        {"source": source} if source else {},
     )
-    ids = [vid for (vid,) in conn.execute(stmt)]
-    return {t.symbol: t for t in load_tables(conn, ids).values()}
+    return [_poll_info(p) for p in rows]
+
+
+def tables_at(conn: Any, source: str, at: datetime) -> dict[str, TierTable]:
+    """Every symbol's table in force at `at`: the whole snapshot of a source as it stood then."""
+    reader = reader_of(conn)
+    ids = [
+        r["id"]
+        for r in reader.rows(
+            f"SELECT id FROM table_version WHERE source = :source AND {_IN_FORCE}", {"source": source, "at": at}
+        )
+    ]
+    return {t.symbol: t for t in load_tables(reader, ids).values()}
