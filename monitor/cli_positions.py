@@ -345,7 +345,7 @@ def liq(
         "adr": adr,
         "table_valid_from": iso(info.valid_from),
         "threshold_adr": c.settings.violation_threshold_adr,
-        **_figures_json(Assessment(0, figures, None, mark, adr, "input" if adr else None, figures.reasons)),
+        **_figures_json(Assessment(0, figures, None, mark, adr, "input" if adr else None, _liq_reasons(figures))),
         "warnings": warnings,
     }
     del data["not_computed"]
@@ -383,6 +383,19 @@ def liq(
         con.print(f"{key}: {why}")
     for w in warnings:
         con.print(f"warning: {w}")
+
+
+def _liq_reasons(figures: Any) -> dict[str, str]:
+    """The engine's reasons, worded for the calculator: there a missing mark or ADR is an option not given."""
+    from monitor.liquidation import NO_ADR, NO_MARK
+
+    wording = {NO_MARK: "no mark price given (--mark)", NO_ADR: "no ADR given (--adr)"}
+    out = {}
+    for key, why in figures.reasons.items():
+        for engine_text, ours in wording.items():
+            why = why.replace(engine_text, ours)
+        out[key] = why
+    return out
 
 
 def _whatif(c: cli_context.Context, item: PositionInput, when: Any) -> tuple[Any, Any, Any, list[str]]:

@@ -214,6 +214,7 @@ def test_liq_matches_the_briefs_corrected_example(db: str) -> None:
     assert round(small["liquidation_price"], 2) == 56001.51 and small["tier"] == 1
     assert round(big["liquidation_price"], 2) == 66593.94 and big["tier"] == 3
     assert big["maintenance_amount"] == 1300 and "exceeds tier 3" in big["warnings"][0]
+    assert big["buffer_adr"] is None and "no mark price given (--mark)" in big["reasons"]["buffer_adr"]
     with_mark = cli(db, *base, "--notional", "40000", "--mark", "66000", "--adr", "2500", "--json")
     assert with_mark["buffer_adr"] == pytest.approx((66000 - with_mark["liquidation_price"]) / 2500)
     assert with_mark["violation"] is False
