@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from alerts.model import KINDS, Alert, Severity
+from alerts.signing import secret_key
+from alerts.smtpurl import parse_smtp_url
 
 
 class Filters(BaseModel):
@@ -65,8 +67,10 @@ class WebhookConfig(BaseModel):
     @field_validator("secret")
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith("whsec_"):
-            raise ValueError("a webhook secret must be in the Standard Webhooks form whsec_<base64>")
+        if value is not None:
+            if not value.get_secret_value().startswith("whsec_"):
+                raise ValueError("a webhook secret must be in the Standard Webhooks form whsec_<base64>")
+            secret_key(value.get_secret_value())  # a clear error at start-up, naming no secret
         return value
 
 
@@ -84,6 +88,12 @@ class EmailConfig(BaseModel):
     ca_file: str | None = None  # extra CA bundle to trust (a private relay's certificate)
     timeout: float = Field(default=20.0, gt=0)
     filters: Filters = Field(default_factory=Filters)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr) -> SecretStr:
+        parse_smtp_url(value.get_secret_value())  # raises ValueError without repeating the URL
+        return value
 
 
 ChannelConfig = Annotated[WebhookConfig | EmailConfig, Field(discriminator="type")]

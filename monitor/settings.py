@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -117,6 +117,22 @@ class Settings(BaseSettings):
             raise ValueError(f"channel name {dupes[0]!r} is used twice; give each channel its own name")
         return value
 
+    @model_validator(mode="after")
+    def _shortcut_channels_valid(self) -> Settings:
+        try:
+            self.all_channels()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = (
+                "webhook_secret"
+                if err["loc"] == ("secret",)
+                else "smtp_url"
+                if err["loc"] == ("smtp_url",)
+                else "email_to"
+            )
+            raise ValueError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+        return self
+
     def all_channels(self) -> list[ChannelConfig]:
         """The configured channels plus the environment shortcuts (skipped if their name is taken)."""
         out: list[ChannelConfig] = list(self.channels)
@@ -203,8 +219,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return _FromFile(**overrides)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {where}: {err['msg']}") from None
+        where = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {where}: {message}" if where else f"invalid setting {message}") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"cannot read config file {path}: {str(exc).splitlines()[0]}") from None
 

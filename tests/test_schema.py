@@ -17,6 +17,7 @@ import monitor.models  # noqa: F401
 import snapshots.db  # noqa: F401
 from monitor import paths
 from monitor.database import HEAD, MIGRATIONS, current_revision, open_engine
+from monitor.paths import ConfigError
 from monitor.settings import load_settings
 from snapshots import catalog
 
@@ -100,3 +101,26 @@ def test_settings_never_show_secrets(tmp_path: Path) -> None:
         assert secret not in shown
     assert settings.binance.api_secret is not None
     assert settings.binance.api_secret.get_secret_value() == "SECRET456"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"TIERDRIFT_WEBHOOK_URL": "http://127.0.0.1:9/h", "TIERDRIFT_WEBHOOK_SECRET": "whsec_!!secretish!!"},
+            "webhook_secret",
+        ),
+        ({"TIERDRIFT_SMTP_URL": "ftp://me:secretish@host", "TIERDRIFT_EMAIL_TO": "a@example.com"}, "smtp_url"),
+        ({"TIERDRIFT_SOURCES": '["nope"]'}, "unknown source 'nope'"),
+    ],
+)
+def test_bad_settings_are_one_line_config_errors_without_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("TIERDRIFT_CONFIG", str(tmp_path / "absent.toml"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(None)
+    text = str(err.value)
+    assert message in text and "\n" not in text and "secretish" not in text
