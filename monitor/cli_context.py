@@ -40,12 +40,16 @@ class Context:
             self._settings = load_settings(self.config, **overrides)
         return self._settings
 
+    @property
+    def url(self) -> str:
+        # Read-only commands must not pay for pydantic: resolve the URL alone unless settings exist.
+        return self._settings.database_url if self._settings else paths.database_url(self.config, self.database_url)
+
     @contextmanager
     def reader(self) -> Iterator[Any]:
         """A connection for read-only queries: the standard library's sqlite3 on an up-to-date SQLite file
         (no SQLAlchemy import: these commands must start fast), a SQLAlchemy connection otherwise."""
-        url = self._settings.database_url if self._settings else paths.database_url(self.config, self.database_url)
-        conn = _sqlite_at_head(url)
+        conn = _sqlite_at_head(self.url)
         if conn is not None:
             try:
                 yield SqliteReader(conn)
@@ -61,9 +65,7 @@ class Context:
         from monitor.database import open_engine
 
         if self._engine is None:
-            # Read-only commands must not pay for pydantic: resolve the URL alone unless settings exist.
-            url = self._settings.database_url if self._settings else paths.database_url(self.config, self.database_url)
-            self._engine = open_engine(url)
+            self._engine = open_engine(self.url)
         return self._engine
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from monitor import cli_context, output
+from snapshots.model import is_inverse
 from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def _position_json(p: Position, a: Assessment | None) -> dict[str, Any]:
         "side": p.side,
         "entry_price": p.entry_price,
         "size": p.size,
-        "size_unit": "contracts" if p.contract_size != 1.0 or p.source.endswith(("coinm", "inverse")) else "base",
+        "size_unit": "contracts" if is_inverse(p.source) else "base",
         "size_input": p.size_input,
         "contract_size": p.contract_size,
         "mode": p.mode,

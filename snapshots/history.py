@@ -155,29 +155,30 @@ def list_changes(
     until: datetime | None = None,
     limit: int | None = None,
 ) -> list[StoredChange]:
-    conds, params = ["1 = 1"], {"source": source, "symbol": symbol, "since": since, "until": until}
-    for cond, value in (
-        ("source = :source", source),
-        ("symbol = :symbol", symbol),
-        ("detected_at >= :since", since),
-        ("detected_at <= :until", until),
+    conds: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {}
+    for name, cond, value in (
+        ("source", "source = :source", source),
+        ("symbol", "symbol = :symbol", symbol),
+        ("since", "detected_at >= :since", since),
+        ("until", "detected_at <= :until", until),
     ):
         if value:
             conds.append(cond)
+            params[name] = value
     sql = (
         "SELECT source, symbol, kind, tier, field, old, new, detected_at, previous_poll_at FROM change_record"
         f" WHERE {' AND '.join(conds)} ORDER BY detected_at, id"
     )
     if limit:
         sql += f" LIMIT {int(limit)}"
-    used = {k: v for k, v in params.items() if f":{k}" in sql}
     return [
         StoredChange(
             r["detected_at"],
             r["previous_poll_at"],
             Change(r["source"], r["symbol"], r["kind"], r["tier"], r["field"], r["old"], r["new"]),
         )
-        for r in reader_of(conn).rows(sql, used)
+        for r in reader_of(conn).rows(sql, params)
     ]
 
 
