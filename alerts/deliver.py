@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from alerts.channels.base import Channel, SendResult
 from alerts.db import AlertRecord, ChannelState, Delivery
 from alerts.outbox import from_record
-from snapshots.catalog import as_utc
+from snapshots.reader import as_utc
 
 
 @dataclass(frozen=True, slots=True)

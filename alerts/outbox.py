@@ -18,7 +18,7 @@ from sqlmodel import Session
 from alerts.config import Filters
 from alerts.db import AlertRecord, Delivery
 from alerts.model import Alert, Severity
-from snapshots.catalog import as_utc
+from snapshots.reader import as_utc
 
 
 @dataclass(frozen=True, slots=True)

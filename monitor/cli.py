@@ -29,7 +29,7 @@ from snapshots.model import SOURCES
 from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
-    from monitor.polling import Hook
+    from monitor.polling import Fetch, Hook
     from snapshots.store import PollResult
 
 
@@ -108,14 +108,14 @@ def poll(
         raise typer.Exit(1)
 
 
-def _poll_one(c: cli_context.Context, source: str, fetch: object, accept_removals: bool) -> PollResult:
+def _poll_one(c: cli_context.Context, source: str, fetch: Fetch, accept_removals: bool) -> PollResult:
     from monitor.polling import poll_source  # write path: deepdiff and numpy, see `import_`
 
     return poll_source(
         c.engine,
         c.settings,
         source,
-        fetch,  # type: ignore[arg-type]
+        fetch,
         clock=utcnow,
         hooks=_hooks(c),
         accept_removals=accept_removals,

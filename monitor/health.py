@@ -18,7 +18,7 @@ from alerts.events import health_alert
 from alerts.outbox import Route, enqueue
 from monitor.models import SourceHealth
 from monitor.polling import Hook
-from snapshots.catalog import as_utc
+from snapshots.reader import as_utc
 from snapshots.store import PollResult, last_success_at
 
 

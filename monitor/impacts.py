@@ -18,9 +18,9 @@ from sqlmodel import Session, col, select
 from monitor.models import Account, Impact, MarketData, Position
 from monitor.risk import Assessment, Key, Market, assess
 from monitor.settings import Settings
-from snapshots.catalog import as_utc
 from snapshots.history import tables_at
 from snapshots.model import Change, TierTable
+from snapshots.reader import as_utc
 from snapshots.store import PollResult
 from snapshots.timefmt import iso
 

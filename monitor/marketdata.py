@@ -42,8 +42,8 @@ from monitor.exchanges.clients import public_client
 from monitor.exchanges.errors import Malformed, from_ccxt, one_line
 from monitor.models import MarketData, Position
 from monitor.settings import Settings
-from snapshots.catalog import as_utc
 from snapshots.errors import TierdriftError
+from snapshots.reader import as_utc
 
 #: An ADR older than this is fetched again (at most one candle request per symbol and day).
 ADR_MAX_AGE = timedelta(hours=24)

@@ -5,17 +5,14 @@ the ORM costs about 130 ms on a small machine, more than the whole budget of a r
 `tierdrift tiers` (300 ms as a process), so queries that only read use these Core handles instead.
 tests/test_catalog.py checks every column here against the SQLModel tables.
 
-Datetimes read through these handles come back naive from SQLite; `as_utc` makes them aware UTC.
+Datetimes read through these handles come back naive from SQLite; `snapshots.reader.as_utc` makes them
+aware UTC.
 The queries that back read-only commands are plain SQL in snapshots.history (see snapshots.reader).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import DateTime, Float, Integer, LargeBinary, String, column, table
-
-from snapshots.reader import as_utc
-
-__all__ = ["as_utc", "change_record", "poll", "table_version", "tier_row"]
 
 _TS = DateTime(timezone=True)
 

@@ -18,13 +18,13 @@ from sqlalchemy import func, insert, select, update
 from sqlmodel import Session
 
 from snapshots import catalog
-from snapshots.catalog import as_utc
 from snapshots.catalog import poll as pl
 from snapshots.catalog import table_version as tv
 from snapshots.db import Poll, TableVersion
 from snapshots.diff import diff_tables
 from snapshots.errors import OutOfOrder
 from snapshots.model import Change, Snapshot, TierTable
+from snapshots.reader import as_utc
 from snapshots.tables import load_tables
 
 
