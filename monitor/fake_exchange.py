@@ -9,7 +9,7 @@ and the offline demo. One server answers every endpoint the pollers use, so ever
 | `GET /fapi/v1/exchangeInfo`, `GET /dapi/v1/exchangeInfo`| listed USDⓈ-M / COIN-M markets                |
 | `GET /fapi/v1/leverageBracket`                          | USDⓈ-M brackets, HMAC-SHA256 signature checked|
 | `GET /dapi/v2/leverageBracket`                          | COIN-M brackets (floors/caps in coin), signed |
-| `POST /bapi/futures/v1/friendly/{future,delivery}/common/brackets` | the keyless web tables           |
+| `POST` or `GET /bapi/futures/v1/friendly/{future,delivery}/common/brackets` | the keyless web tables |
 | `GET /v5/market/instruments-info`                       | listed Bybit linear / inverse markets         |
 | `GET /v5/market/risk-limit`                             | Bybit risk limits, `page_size` symbols a page |
 | `GET /fapi/v1/premiumIndex`, `GET /dapi/v1/premiumIndex`| mark prices (COIN-M: always a list)           |
@@ -21,6 +21,13 @@ The scenario is mutable while the server runs: `set_tables` / `set_table` change
 sees, `set_market` sets a symbol's mark price and daily candles, and `inject` queues faults per path
 (HTTP errors with `Retry-After`, delays, malformed JSON, an empty list, a repeated page cursor). Every
 request is logged (`requests_to`) for assertions.
+
+The answers follow the real ones recorded in `shared/data/real-responses` (keys, key order, envelopes),
+and so do the failures (domain doc §8): `Fault.bybit_ip_limit` (HTTP 403 with `X-Bapi-*` headers),
+`Fault.bybit_error` (retCode 10016, 10002, 10006, …), `Fault.geo_blocked` (Binance's HTTP 451 body),
+`Fault.bapi_error` (the web endpoint's `"success":false` envelope) and `Fault.bot_challenge` (HTTP 202,
+empty). `Shapes` picks between real variants: the COIN-M floor spelled `qtylFloor` or `qtyFloor`, Bybit
+rows with or without `mmDeduction`, a last page with or without `nextPageCursor`.
 
 Usage::
 
@@ -68,6 +75,24 @@ FAPI_MARK_KLINES = "/fapi/v1/markPriceKlines"
 DAPI_MARK_KLINES = "/dapi/v1/markPriceKlines"
 TICKERS = "/v5/market/tickers"
 MARK_KLINE = "/v5/market/mark-price-kline"
+
+#: Bybit's messages for the retCodes the fetchers treat specially (v5 error-code page, ccxt's comments).
+BYBIT_MESSAGES: dict[int, str] = {
+    10002: "invalid request, please check your server timestamp or recv_window param",
+    10006: "Too many visits!",
+    10016: "System error. Please try again later.",
+}
+#: Binance's HTTP 451 body (recorded in shared/data/real-responses/komekome_bapi_error_envelopes.txt, whose
+#: log cuts it after "received t"; the rest is the sentence Binance ends it with).
+GEO_BLOCK_BODY = (
+    '{\n  "code": 0,\n  "msg": "Service unavailable from a restricted location according to \'b. Eligibility\' in'
+    " https://www.binance.com/en/terms. Please contact customer service if you believe you received this message in"
+    ' error."\n}'
+)
+#: The web endpoint's HTTP 400 body, byte for byte as recorded (same file).
+BAPI_ILLEGAL_PARAMETER = (
+    '{"code":"000002","message":"illegal parameter","messageDetail":null,"data":null,"success":false}'
+)
 
 _PERPETUAL_DELIVERY_MS = 4133404800000  # Binance's "no delivery" date (2100-12-25) for perpetuals
 _LAUNCH_MS = 1569398400000
@@ -130,11 +155,23 @@ class Fault:
     body: str | None = None
     retry_after: float | None = None
     delay: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "text/plain"
 
     @classmethod
-    def http(cls, status: int, *, retry_after: float | None = None, body: str | None = None) -> Fault:
-        """Answer `status` (e.g. 429, 503) with a short text body and an optional `Retry-After`."""
-        return cls("http", status=status, body=body, retry_after=retry_after)
+    def http(
+        cls,
+        status: int,
+        *,
+        retry_after: float | None = None,
+        body: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        content_type: str = "text/plain",
+    ) -> Fault:
+        """Answer `status` (e.g. 429, 503) with a short text body, an optional `Retry-After` and `headers`."""
+        return cls(
+            "http", status=status, body=body, retry_after=retry_after, headers=tuple(headers), content_type=content_type
+        )
 
     @classmethod
     def slow(cls, seconds: float) -> Fault:
@@ -164,6 +201,60 @@ class Fault:
     def raw(cls, body: str, *, status: int = 200) -> Fault:
         """Answer exactly `body` as JSON with `status`, e.g. an error retCode or a body missing a field."""
         return cls("raw", status=status, body=body)
+
+    # How the real endpoints fail (domain doc §8), as they answer.
+
+    @classmethod
+    def bybit_ip_limit(cls, *, reset_ms: int | None = None) -> Fault:
+        """Bybit's IP over its limit: HTTP 403 "access too frequent" with its `X-Bapi-*` headers, no `Retry-After`.
+
+        `X-Bapi-Limit-Reset-Timestamp` is `reset_ms` (ms since the epoch), by default the time the fault
+        is made: Bybit sends the current time when no per-endpoint window is exceeded.
+        """
+        reset = reset_ms if reset_ms is not None else _now_ms()
+        headers = (("X-Bapi-Limit", "600"), ("X-Bapi-Limit-Status", "0"), ("X-Bapi-Limit-Reset-Timestamp", str(reset)))
+        return cls.http(403, body="access too frequent", headers=headers)
+
+    @classmethod
+    def bybit_error(cls, code: int, message: str | None = None) -> Fault:
+        """A Bybit answer with a non-zero `retCode` (HTTP 200), with Bybit's message for the known codes."""
+        words = message if message is not None else BYBIT_MESSAGES.get(code, "error")
+        envelope = {"retCode": code, "retMsg": words, "result": {}, "retExtInfo": {}, "time": _now_ms()}
+        return cls.raw(json.dumps(envelope, separators=(",", ":")))
+
+    @classmethod
+    def geo_blocked(cls) -> Fault:
+        """Binance from a restricted location: HTTP 451 with its `{"code":0,"msg":…}` body."""
+        return cls.http(451, body=GEO_BLOCK_BODY, content_type="application/json")
+
+    @classmethod
+    def bapi_error(cls, *, status: int = 400) -> Fault:
+        """The web endpoint refusing a request: its recorded `"success":false` envelope, HTTP 400 (or `status`)."""
+        return cls.raw(BAPI_ILLEGAL_PARAMETER, status=status)
+
+    @classmethod
+    def bot_challenge(cls) -> Fault:
+        """www.binance.com's bot challenge: HTTP 202 with an empty body."""
+        return cls.http(202, body="", content_type="text/html")
+
+
+@dataclass(frozen=True, slots=True)
+class Shapes:
+    """Which of the real answers' variants the fake serves; the defaults follow the exchanges' API docs.
+
+    `coinm_floor`: the COIN-M signed floor key, `qtylFloor` as Binance's docs spell it, or `qtyFloor`
+    as in ccxt's sample (the parser accepts both). `bybit_mm_deduction`: False leaves `mmDeduction` out
+    of Bybit rows, as in ccxt's sample. `bybit_last_cursor`: True puts `"nextPageCursor": ""` on the last
+    risk-limit page; Bybit's docs example has no such key.
+    """
+
+    coinm_floor: str = "qtylFloor"
+    bybit_mm_deduction: bool = True
+    bybit_last_cursor: bool = False
+
+    def __post_init__(self) -> None:
+        if self.coinm_floor not in ("qtylFloor", "qtyFloor"):
+            raise ValueError("coinm_floor is qtylFloor or qtyFloor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,12 +312,14 @@ class FakeExchange:
         tables: Mapping[str, Mapping[str, FakeTable]] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        shapes: Shapes | None = None,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self.api_key = api_key
         self.api_secret = api_secret
         self.page_size = page_size
+        self.shapes = shapes or Shapes()
         self._address = (host, port)
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -303,6 +396,11 @@ class FakeExchange:
             else:
                 _instrument(source, exchange_id)
                 self._tables[source][exchange_id] = table
+
+    def set_shapes(self, shapes: Shapes) -> None:
+        """Serve these variants of the real answers from the next request on."""
+        with self._lock:
+            self.shapes = shapes
 
     def tables(self, source: str) -> dict[str, FakeTable]:
         """A copy of the tables of `source`."""
@@ -424,7 +522,7 @@ class FakeExchange:
         wanted = request.query.get("symbol")
         tables = {} if fault == "empty" else self._tables[source]
         body = [
-            _binance_entry(source, exchange_id, table)
+            _binance_entry(source, exchange_id, table, coinm_floor=self.shapes.coinm_floor)
             for exchange_id, table in sorted(tables.items())
             if wanted is None or exchange_id == wanted
         ]
@@ -460,7 +558,8 @@ class FakeExchange:
     def _web_brackets(self, source: str, fault: str | None) -> _Response:
         tables = {} if fault == "empty" else self._tables[source]
         brackets = [_web_entry(exchange_id, table) for exchange_id, table in sorted(tables.items())]
-        data = {"updateTime": _now_ms(), "brackets": brackets}
+        # The envelope of the recorded answer: `data` holds `brackets` only.
+        data = {"brackets": brackets}
         body = {"code": "000000", "message": None, "messageDetail": None, "data": data, "success": True}
         return _json(HTTPStatus.OK, body)
 
@@ -512,12 +611,20 @@ class FakeExchange:
         if start is None or start > len(ids):
             return _bybit_error(10001, "params error: cursor")
         page = ids[start : start + self.page_size]
-        rows = [row for exchange_id in page for row in _bybit_rows(exchange_id, self._tables[source][exchange_id])]
+        mm_deduction = self.shapes.bybit_mm_deduction
+        rows = [
+            row
+            for exchange_id in page
+            for row in _bybit_rows(exchange_id, self._tables[source][exchange_id], mm_deduction=mm_deduction)
+        ]
         end = start + self.page_size
         next_cursor = f"c{end}" if end < len(ids) else ""
         if fault == "repeat_cursor" and cursor:
             next_cursor = cursor
-        return _bybit_ok({"category": category, "list": rows, "nextPageCursor": next_cursor})
+        result: dict[str, Any] = {"category": category, "list": rows}
+        if next_cursor or self.shapes.bybit_last_cursor:
+            result["nextPageCursor"] = next_cursor
+        return _bybit_ok(result)
 
     def _tickers(self, request: RecordedRequest, fault: str | None) -> _Response:
         category = request.query.get("category", "")
@@ -560,6 +667,9 @@ _ROUTES: dict[tuple[str, str], _Route] = {
     ("GET", DAPI_BRACKETS): lambda fx, rq, f: fx._signed_brackets("binance-coinm", rq, f),
     ("POST", WEB_USDM): lambda fx, rq, f: fx._web_brackets("binance-usdm", f),
     ("POST", WEB_COINM): lambda fx, rq, f: fx._web_brackets("binance-coinm", f),
+    # The web endpoint answers a plain GET with the same tables (recorded; domain doc §8).
+    ("GET", WEB_USDM): lambda fx, rq, f: fx._web_brackets("binance-usdm", f),
+    ("GET", WEB_COINM): lambda fx, rq, f: fx._web_brackets("binance-coinm", f),
     ("GET", INSTRUMENTS): lambda fx, rq, f: fx._instruments(rq, f),
     ("GET", RISK_LIMIT): lambda fx, rq, f: fx._risk_limit(rq, f),
     ("GET", FAPI_PREMIUM_INDEX): lambda fx, rq, f: fx._premium_index("binance-usdm", rq, f),
@@ -634,9 +744,9 @@ def _text(status: int, text: str) -> _Response:
 def _fault_response(fault: Fault) -> _Response:
     if fault.kind == "http":
         reason = HTTPStatus(fault.status).phrase if fault.status in HTTPStatus._value2member_map_ else "Error"
-        headers = () if fault.retry_after is None else (("Retry-After", f"{fault.retry_after:g}"),)
+        headers = fault.headers + (() if fault.retry_after is None else (("Retry-After", f"{fault.retry_after:g}"),))
         body = fault.body if fault.body is not None else f"{fault.status} {reason}"
-        return _Response(fault.status, body.encode(), content_type="text/plain", headers=headers)
+        return _Response(fault.status, body.encode(), content_type=fault.content_type, headers=headers)
     return _Response(fault.status, (fault.body or "").encode())
 
 
@@ -700,8 +810,8 @@ def _dec(x: float) -> str:
     return format(Decimal(repr(float(x))).normalize(), "f")
 
 
-def _binance_entry(source: str, exchange_id: str, table: FakeTable) -> dict[str, Any]:
-    floor_key, cap_key = ("qtyFloor", "qtyCap") if source == "binance-coinm" else ("notionalFloor", "notionalCap")
+def _binance_entry(source: str, exchange_id: str, table: FakeTable, *, coinm_floor: str) -> dict[str, Any]:
+    floor_key, cap_key = (coinm_floor, "qtyCap") if source == "binance-coinm" else ("notionalFloor", "notionalCap")
     brackets = [
         {
             "bracket": n,
@@ -713,13 +823,13 @@ def _binance_entry(source: str, exchange_id: str, table: FakeTable) -> dict[str,
         }
         for n, t in enumerate(table.tiers, start=1)
     ]
-    entry: dict[str, Any] = {"symbol": exchange_id, "brackets": brackets}
-    if table.notional_coef is not None:
-        entry["notionalCoef"] = table.notional_coef
-    return entry
+    # Key order of Binance's docs examples: the coefficient, when served, comes before the brackets.
+    coef = {} if table.notional_coef is None else {"notionalCoef": table.notional_coef}
+    return {"symbol": exchange_id, **coef, "brackets": brackets}
 
 
 def _web_entry(exchange_id: str, table: FakeTable) -> dict[str, Any]:
+    # Keys and their order as recorded (komekome_binance_cm_web_brackets_excerpt.json).
     risk = [
         {
             "bracketSeq": n,
@@ -727,16 +837,27 @@ def _web_entry(exchange_id: str, table: FakeTable) -> dict[str, Any]:
             "bracketNotionalCap": _num(t.cap),
             "bracketMaintenanceMarginRate": t.rate,
             "cumFastMaintenanceAmount": _num(t.amount),
+            "minOpenPosLeverage": _num(_min_open_leverage(table.tiers, n - 1)),
             "maxOpenPosLeverage": _num(t.max_leverage),
         }
         for n, t in enumerate(table.tiers, start=1)
     ]
-    top = table.tiers[-1].cap if table.tiers else 0
-    return {"symbol": exchange_id, "updateTime": _now_ms(), "notionalLimit": _num(top), "riskBrackets": risk}
+    # `notionalLimit` is 100 in every recorded entry, whatever the caps: it is not the top cap.
+    return {"symbol": exchange_id, "updateTime": _now_ms(), "notionalLimit": 100, "riskBrackets": risk}
 
 
-def _bybit_rows(exchange_id: str, table: FakeTable) -> list[dict[str, Any]]:
-    rows = []
+def _min_open_leverage(tiers: Sequence[FakeTier], i: int) -> float:
+    """The lowest leverage that opens in tier `i`: one above the next tier's maximum, 1 in the last tier.
+
+    This rule reproduces `minOpenPosLeverage` of every recorded entry.
+    """
+    if i + 1 >= len(tiers):
+        return 1
+    return min(tiers[i + 1].max_leverage + 1, tiers[i].max_leverage)
+
+
+def _bybit_rows(exchange_id: str, table: FakeTable, *, mm_deduction: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for n, t in enumerate(table.tiers, start=1):
         initial = f"{1 / t.max_leverage:.4f}".rstrip("0").rstrip(".") if t.max_leverage else ""
         rows.append(
@@ -751,6 +872,8 @@ def _bybit_rows(exchange_id: str, table: FakeTable) -> list[dict[str, Any]]:
                 "mmDeduction": "" if n == 1 else _dec(t.amount),  # Bybit leaves the lowest tier's blank
             }
         )
+        if not mm_deduction:  # as in ccxt's sample of the same endpoint
+            del rows[-1]["mmDeduction"]
     return rows
 
 
@@ -995,6 +1118,8 @@ def default_scenario(n_symbols: int = 700, *, seed: int = 0) -> dict[str, dict[s
 
 
 __all__ = [
+    "BAPI_ILLEGAL_PARAMETER",
+    "BYBIT_MESSAGES",
     "DAPI_BRACKETS",
     "DAPI_EXCHANGE_INFO",
     "DAPI_MARK_KLINES",
@@ -1003,6 +1128,7 @@ __all__ = [
     "FAPI_EXCHANGE_INFO",
     "FAPI_MARK_KLINES",
     "FAPI_PREMIUM_INDEX",
+    "GEO_BLOCK_BODY",
     "INSTRUMENTS",
     "MARK_KLINE",
     "RISK_LIMIT",
@@ -1017,6 +1143,7 @@ __all__ = [
     "FakeTier",
     "Fault",
     "RecordedRequest",
+    "Shapes",
     "base_names",
     "daily_candles",
     "default_scenario",

@@ -38,8 +38,8 @@ from typing import Any, Protocol, TypeVar
 
 from sqlmodel import Session, col, select
 
-from monitor.exchanges.clients import public_client
-from monitor.exchanges.errors import Malformed, from_ccxt, one_line
+from monitor.exchanges.clients import client_failure, public_client
+from monitor.exchanges.errors import Malformed, one_line
 from monitor.models import MarketData, Position
 from monitor.settings import Settings
 from snapshots.errors import TierdriftError
@@ -154,31 +154,37 @@ def fetch_quote(
     returned as `adr_error` beside the good mark. Every request is bounded by `settings.http_timeout`.
     """
     client = exchange if exchange is not None else public_client(source, settings)
-    _guarded(settings, client.load_markets)
+    _guarded(source, client, settings, now, client.load_markets)
     if symbol not in (client.markets or {}):
         raise MarketDataError(f"{symbol} is not in the market list of {source}")
-    mark = _mark(client, source, symbol, settings)
+    mark = _mark(client, source, symbol, settings, now)
     if not want_adr:
         return Quote(mark)
     try:
-        return Quote(mark, _fetch_adr(client, symbol, settings, now=now, days=days))
+        return Quote(mark, _fetch_adr(client, source, symbol, settings, now=now, days=days))
     except TierdriftError as exc:
         return Quote(mark, adr_error=str(exc))
 
 
-def _mark(client: Any, source: str, symbol: str, settings: Settings) -> float:
+def _mark(client: Any, source: str, symbol: str, settings: Settings, now: datetime) -> float:
     # Binance's premiumIndex is the mark price itself; Bybit's ticker carries `markPrice` beside the last
     # trade. Both come back as a ccxt ticker with a unified `markPrice`.
     fetch = client.fetch_mark_price if source.startswith("binance-") else client.fetch_ticker
-    ticker = _guarded(settings, lambda: fetch(symbol))
+    ticker = _guarded(source, client, settings, now, lambda: fetch(symbol))
     if not isinstance(ticker, Mapping) or ticker.get("symbol") != symbol:
         raise Malformed(f"malformed response: no ticker for {symbol}")
     return _price(ticker.get("markPrice"), "mark price")
 
 
-def _fetch_adr(client: Any, symbol: str, settings: Settings, *, now: datetime, days: int) -> float:
+def _fetch_adr(client: Any, source: str, symbol: str, settings: Settings, *, now: datetime, days: int) -> float:
     # N completed days, the open one, and one spare for an exchange whose day has not rolled over yet.
-    rows = _guarded(settings, lambda: client.fetch_ohlcv(symbol, "1d", limit=days + 2, params={"price": "mark"}))
+    rows = _guarded(
+        source,
+        client,
+        settings,
+        now,
+        lambda: client.fetch_ohlcv(symbol, "1d", limit=days + 2, params={"price": "mark"}),
+    )
     return adr(candles_from_ccxt(rows), days, now)
 
 
@@ -202,15 +208,19 @@ def _price(value: Any, what: str) -> float:
     return float(value)
 
 
-def _guarded(settings: Settings, call: Callable[[], T]) -> T:
-    """`call()`, with ccxt errors turned into one-line, secret-free `FetchError`s."""
+def _guarded(source: str, client: Any, settings: Settings, now: datetime, call: Callable[[], T]) -> T:
+    """`call()`, with ccxt errors turned into one-line, secret-free `FetchError`s naming the host.
+
+    The mapping is the tier tables' (`client_failure`): Binance's 451 is `GeoBlocked`, Bybit's 403 asks
+    to rest, Bybit's transient retCodes are `ExchangeUnavailable`.
+    """
     import ccxt  # lazily: it is slow to import (0.3 s, 78 MB), and read-only commands must not load it
 
     try:
         return call()
     except ccxt.BaseError as exc:
         # `from None`: a ccxt message can carry a URL, which must not reach a traceback.
-        raise from_ccxt(exc, timeout=settings.http_timeout, secrets=_secrets(settings)) from None
+        raise client_failure(source, exc, client, settings, now=now, secrets=_secrets(settings)) from None
 
 
 def _secrets(settings: Settings) -> list[str]:
@@ -240,12 +250,32 @@ def refresh_market(
     """
     if fetch is None:
         fetch = partial(fetch_quote, exchange=public_client(source, settings))
-    return [_refresh_one(session, source, symbol, settings, now, fetch) for symbol in sorted(set(symbols))]
+    results: list[RefreshResult] = []
+    resting: str | None = None
+    for symbol in sorted(set(symbols)):
+        if resting is not None:
+            # The exchange asked us to stay away (Bybit's 403 IP limit, Binance's 451): asking again for
+            # each remaining symbol would only lengthen the ban (domain doc §8).
+            results.append(_skip_one(session, source, symbol, now, resting))
+            continue
+        result, rest = _refresh_one(session, source, symbol, settings, now, fetch)
+        if rest:
+            resting = f"not asked: {result.reason}"
+        results.append(result)
+    return results
+
+
+def _skip_one(session: Session, source: str, symbol: str, now: datetime, reason: str) -> RefreshResult:
+    row = session.get(MarketData, (source, symbol)) or MarketData(source=source, symbol=symbol)
+    session.add(row)
+    row.error, row.error_at = reason, now  # the earlier values and their timestamps stay
+    return RefreshResult(source, symbol, reason)
 
 
 def _refresh_one(
     session: Session, source: str, symbol: str, settings: Settings, now: datetime, fetch: Fetch
-) -> RefreshResult:
+) -> tuple[RefreshResult, bool]:
+    """One symbol's refresh, and whether the exchange asked us to stop calling it for a while."""
     row = session.get(MarketData, (source, symbol)) or MarketData(source=source, symbol=symbol)
     session.add(row)
     days = settings.adr_days
@@ -256,7 +286,7 @@ def _refresh_one(
     except TierdriftError as exc:
         failure = one_line(str(exc), _secrets(settings))
         row.error, row.error_at = failure, now  # the earlier values and their timestamps stay
-        return RefreshResult(source, symbol, failure)
+        return RefreshResult(source, symbol, failure), bool(getattr(exc, "rest_seconds", None))
     row.mark_price, row.mark_at = mark, now
     adr_refreshed = want_adr and quote.adr is not None
     if adr_refreshed:
@@ -265,7 +295,7 @@ def _refresh_one(
     if want_adr and not adr_refreshed:
         reason = one_line(f"ADR({days}) not refreshed: {quote.adr_error or 'no ADR fetched'}", _secrets(settings))
     row.error, row.error_at = reason, (now if reason else None)
-    return RefreshResult(source, symbol, reason, mark_refreshed=True, adr_refreshed=adr_refreshed)
+    return RefreshResult(source, symbol, reason, mark_refreshed=True, adr_refreshed=adr_refreshed), False
 
 
 def symbols_with_open_positions(session: Session) -> dict[str, set[str]]:

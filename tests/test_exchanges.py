@@ -81,6 +81,11 @@ def fake() -> Iterator[FakeExchange]:
         yield server
 
 
+def host(fake: FakeExchange) -> str:
+    """How failure messages name the fake: its `host:port`."""
+    return fake.url.removeprefix("http://")
+
+
 def settings_for(fake: FakeExchange, *, keyed: bool = True, **overrides: Any) -> Settings:
     binance = {"api_key": KEY, "api_secret": SECRET} if keyed else {}
     values: dict[str, Any] = {"http_timeout": 2.0, **overrides}
@@ -134,13 +139,13 @@ SIGNED_URL = f"http://127.0.0.1:1/fapi/v1/leverageBracket?timestamp=1&signature=
         (
             ccxt.DDoSProtection("binanceusdm 429 Too Many Requests "),
             RateLimited,
-            "rate limited (HTTP 429 from exchange)",
+            "HTTP 429 Too Many Requests",
         ),
-        (ccxt.RateLimitExceeded('bybit {"retCode":10006}'), RateLimited, "rate limited (exchange throttle)"),
+        (ccxt.RateLimitExceeded('bybit {"retCode":10006}'), RateLimited, "rate limited (retCode 10006)"),
         (
             ccxt.ExchangeNotAvailable(f"bybit GET {SIGNED_URL} 503 Service Unavailable <html>"),
             ExchangeUnavailable,
-            "HTTP 503 from exchange",
+            "HTTP 503 Service Unavailable",
         ),
         (ccxt.OnMaintenance("binanceusdm system maintenance"), UnderMaintenance, None),
         (ccxt.AuthenticationError('binanceusdm {"code":-1022}'), AuthFailed, None),
@@ -236,8 +241,7 @@ def test_signed_error_message_echoing_url_and_secrets_is_redacted(fake: FakeExch
 
     text = str(info.value)
     (request,) = fake.requests_to(FAPI_BRACKETS)
-    assert "leverageBracket" in text  # ccxt's message names the URL …
-    assert "signature=***" in text  # … whose signature is hidden
+    assert text == f"{host(fake)}: HTTP 400 Bad Request: rejected key=*** secret ***"  # the host, not the URL
     assert request.query["signature"] not in text
     assert KEY not in text
     assert SECRET not in text
@@ -246,8 +250,8 @@ def test_signed_error_message_echoing_url_and_secrets_is_redacted(fake: FakeExch
 @pytest.mark.parametrize(
     ("fault", "kind", "message"),
     [
-        (Fault.http(503), ExchangeUnavailable, "HTTP 503 from exchange"),
-        (Fault.http(429, retry_after=3), RateLimited, "rate limited (HTTP 429 from exchange)"),
+        (Fault.http(503), ExchangeUnavailable, "HTTP 503 Service Unavailable"),
+        (Fault.http(429, retry_after=3), RateLimited, "HTTP 429 Too Many Requests"),
         (Fault.malformed(), Malformed, "malformed JSON"),
         (Fault.empty(), EmptyResult, "empty table list"),
         (Fault.raw('{"symbols": []}'), Malformed, "malformed response: expected a list of symbols, got dict"),
@@ -260,7 +264,7 @@ def test_signed_failures(fake: FakeExchange, fault: Fault, kind: type, message: 
     with pytest.raises(kind) as info:
         fetch(fake, "binance-usdm")
 
-    assert str(info.value) == message
+    assert str(info.value) == f"{host(fake)}: {message}"
 
 
 def test_signed_timeout(fake: FakeExchange) -> None:
@@ -270,7 +274,7 @@ def test_signed_timeout(fake: FakeExchange) -> None:
     with pytest.raises(FetchTimeout) as info:
         fetch(fake, "binance-usdm", http_timeout=0.3)
 
-    assert str(info.value) == "timeout after 0.3s"
+    assert str(info.value) == f"{host(fake)}: timeout after 0.3s"
 
 
 def test_signed_invalid_table_names_the_symbol(fake: FakeExchange) -> None:
@@ -361,8 +365,8 @@ def test_web_endpoint_posts_empty_json_without_key() -> None:
     [
         (httpx.ReadTimeout("slow"), FetchTimeout, "timeout after 2s"),
         (httpx.ConnectError("refused"), ExchangeUnavailable, "network error: refused"),
-        (httpx.Response(503, text="busy"), ExchangeUnavailable, "HTTP 503 from exchange"),
-        (httpx.Response(429), RateLimited, "rate limited (HTTP 429 from exchange)"),
+        (httpx.Response(503, text="busy"), ExchangeUnavailable, "HTTP 503 Service Unavailable: busy"),
+        (httpx.Response(429), RateLimited, "HTTP 429 Too Many Requests"),
         (httpx.Response(200, text="<html>not json"), Malformed, "malformed JSON"),
         (httpx.Response(200, json=web_payload([])), EmptyResult, "empty table list"),
     ],
@@ -378,7 +382,7 @@ def test_web_endpoint_failures(response: httpx.Response | Exception, kind: type,
     with pytest.raises(kind) as info:
         fetch_snapshot("binance-usdm", Settings(http_timeout=2), now=now)
 
-    assert str(info.value) == message
+    assert str(info.value) == f"www.binance.com: {message}"
 
 
 def test_web_endpoint_through_loopback(fake: FakeExchange) -> None:
@@ -443,7 +447,6 @@ def test_bybit_429_honours_retry_after_then_succeeds(bybit40: FakeExchange) -> N
     "fault",
     [
         Fault.http(503),
-        Fault.http(403),
         Fault.raw('{"retCode":10006,"retMsg":"Too many visits!","result":{}}'),
     ],
 )
@@ -464,7 +467,7 @@ def test_bybit_persistent_5xx_gives_up(bybit40: FakeExchange) -> None:
     with pytest.raises(ExchangeUnavailable) as info:
         fetch(bybit40, "bybit-linear", sleeps, bybit_page_retries=2)
 
-    assert str(info.value) == "HTTP 503 from exchange: gave up after 2 retries"
+    assert str(info.value) == f"{host(bybit40)}: HTTP 503 Service Unavailable: gave up after 2 retries"
     assert sleeps == [0.5, 1.0]
     assert len(bybit40.requests_to(RISK_LIMIT)) == 3
 
@@ -486,7 +489,7 @@ def test_bybit_timeout_is_retried_then_reported(bybit40: FakeExchange) -> None:
     with pytest.raises(FetchTimeout) as info:
         fetch(bybit40, "bybit-linear", sleeps, http_timeout=0.3, bybit_page_retries=1)
 
-    assert str(info.value) == "timeout after 0.3s: gave up after 1 retry"
+    assert str(info.value) == f"{host(bybit40)}: timeout after 0.3s: gave up after 1 retry"
     assert sleeps == [0.5]
 
 
@@ -505,7 +508,7 @@ def test_bybit_broken_page_fails_without_retry(bybit40: FakeExchange, fault: Fau
     with pytest.raises(kind) as info:
         fetch(bybit40, "bybit-linear", sleeps)
 
-    assert str(info.value) == message
+    assert str(info.value) == f"{host(bybit40)}: {message}"
     assert sleeps == []
     assert len(bybit40.requests_to(RISK_LIMIT)) == 2
 
@@ -535,7 +538,7 @@ def test_bybit_empty_list(bybit40: FakeExchange) -> None:
     with pytest.raises(EmptyResult) as info:
         fetch(bybit40, "bybit-linear")
 
-    assert str(info.value) == "empty table list"
+    assert str(info.value) == f"{host(bybit40)}: empty table list"
 
 
 def test_bybit_invalid_table_names_the_symbol(fake: FakeExchange) -> None:

@@ -367,7 +367,7 @@ def test_changing_adr_days_refetches_the_adr(session: Session, fake: FakeExchang
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [
-        (Fault.http(503), "HTTP 503 from exchange"),
+        (Fault.http(503), "HTTP 503 Service Unavailable"),
         (Fault.malformed(), "malformed"),
         (Fault.empty(), "malformed response: mark price is None"),
         (Fault.raw('{"code":-1121,"msg":"Invalid symbol."}', status=400), "Invalid symbol"),
@@ -410,7 +410,7 @@ def test_a_failed_adr_keeps_the_old_adr_and_stores_the_new_mark(session: Session
     row = stored(session, "binance-usdm", "BTC/USDT:USDT")
     assert (row.mark_price, row.mark_at) == (1_500.0, later)
     assert (row.adr, row.adr_at) == (old_adr, NOW)
-    assert row.error == "ADR(14) not refreshed: HTTP 502 from exchange"
+    assert row.error == f"ADR(14) not refreshed: {fake.url.removeprefix('http://')}: HTTP 502 Bad Gateway"
     assert row.error_at == later
 
 
@@ -433,7 +433,7 @@ def test_timeouts_are_bounded(session: Session, fake: FakeExchange) -> None:
     (result,) = refresh_market(session, "bybit-inverse", ["BTC/USD:BTC"], settings_for(fake, http_timeout=0.3), now=NOW)
 
     assert time.monotonic() - started < 2
-    assert result.reason == "timeout after 0.3s"
+    assert result.reason == f"{fake.url.removeprefix('http://')}: timeout after 0.3s"
     assert stored(session, "bybit-inverse", "BTC/USD:BTC").mark_price is None
 
 
@@ -474,7 +474,7 @@ def test_a_failing_market_list_fails_each_symbol_and_keeps_them_all(session: Ses
 
     results = refresh(session, fake, NOW)
 
-    assert [r.reason for r in results] == ["HTTP 503 from exchange"] * 2
+    assert [r.reason for r in results] == [f"{fake.url.removeprefix('http://')}: HTTP 503 Service Unavailable"] * 2
     assert len(fake.requests_to(FAPI_EXCHANGE_INFO)) == 2  # tried again for the second symbol
     assert stored(session, "binance-usdm", "ETH/USDT:USDT").mark_price is None
 
@@ -543,3 +543,21 @@ def test_cli_refresh_commits_and_show_prints_the_cache(engine: Engine, fake: Fak
     assert rows["BTC/USDT:USDT"]["mark_at"].endswith("Z")
     assert rows["ETH/USDT:USDT"]["mark_price"] is None
     assert rows["ETH/USDT:USDT"]["error"]
+
+
+def test_a_ban_stops_the_refresh_of_the_remaining_symbols(session: Session, fake: FakeExchange) -> None:
+    # Bybit's 403 asks for a pause of at least 10 minutes (domain doc §8): asking for each remaining symbol
+    # would only lengthen the ban.
+    for exchange_id in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
+        fake.set_market("bybit-linear", exchange_id, mark=100.0, daily_ranges=RANGES, today=TODAY.date())
+    fake.inject(TICKERS, Fault.bybit_ip_limit(reset_ms=int(NOW.timestamp() * 1000) + 1_200_000), times=3)
+    symbols = ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]
+    fake.clear_requests()
+
+    results = refresh_market(session, "bybit-linear", symbols, settings_for(fake), now=NOW)
+
+    assert len(fake.requests_to(TICKERS)) == 1
+    assert [r.ok for r in results] == [False, False, False]
+    assert "403" in (results[0].reason or "")
+    assert all((r.reason or "").startswith("not asked: ") and "403" in (r.reason or "") for r in results[1:])
+    assert stored(session, "bybit-linear", "SOL/USDT:USDT").error == results[2].reason

@@ -12,12 +12,26 @@ and `monitor.exchanges` must stay cheap to import for commands that only read th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from monitor.exchanges.errors import AuthFailed, EmptyResult, FetchError, Malformed, from_ccxt, from_httpx
+from monitor.exchanges.errors import (
+    AuthFailed,
+    EmptyResult,
+    ExchangeUnavailable,
+    FetchError,
+    Malformed,
+    RateLimited,
+    from_ccxt,
+    from_httpx,
+    host_of,
+    http_failure,
+    read_body,
+    read_ccxt,
+    retry_after,
+)
 from monitor.settings import Settings
 from snapshots.model import Snapshot, TierTable
 from snapshots.parse import parse_binance_brackets, parse_binance_web
@@ -49,14 +63,23 @@ WEB_PATHS: dict[str, str] = {
 def fetch_binance(source: str, settings: Settings, *, now: Callable[[], datetime]) -> Snapshot:
     """Every tier table of `source` ("binance-usdm" or "binance-coinm"), signed when a key is configured.
 
-    Raises `FetchError` for transport and exchange failures, `PayloadError`/`InvalidTable` (naming the
-    symbol) for a table that breaks domain doc §1. `taken_at` is `now()` when the fetch starts.
+    Raises `FetchError` naming the host for transport and exchange failures (`GeoBlocked` for HTTP 451,
+    which rests the source), `PayloadError`/`InvalidTable` (naming the symbol) for a table that breaks
+    domain doc §1. `taken_at` is `now()` when the fetch starts.
     """
     if source not in _SIGNED:
         raise FetchError(f"unknown Binance source {source!r}")
-    if settings.binance.has_key:
-        return _fetch_signed(source, settings, now=now)
-    return _fetch_web(source, settings, now=now)
+    keyed = settings.binance.has_key
+    host = host_of(signed_base(source, settings) if keyed else settings.endpoints.binance_web)
+    try:
+        return _fetch_signed(source, settings, now=now) if keyed else _fetch_web(source, settings, now=now)
+    except FetchError as exc:
+        raise exc.at(host) from None
+
+
+def signed_base(source: str, settings: Settings) -> str:
+    """The base URL of `source`'s official API: fapi for USDⓈ-M, dapi for COIN-M."""
+    return settings.endpoints.binance_fapi if source == "binance-usdm" else settings.endpoints.binance_dapi
 
 
 # -- signed endpoints through ccxt -----------------------------------------------------------------
@@ -116,11 +139,24 @@ def _fetch_signed(source: str, settings: Settings, *, now: Callable[[], datetime
         payload = getattr(exchange, spec.method)()
     except ccxt.BaseError as exc:
         # `from None`: the ccxt message carries the signed URL, which must not reach a traceback.
-        raise from_ccxt(exc, timeout=settings.http_timeout, secrets=secrets) from None
+        raise signed_failure(exc, exchange, settings, secrets) from None
     entries = _bracket_list(payload)
     symbol_of = MarketSymbols(source, exchange.markets_by_id)
     tables = parse_binance_brackets(source, entries, symbol_of)
     return _snapshot(source, taken_at, spec.provenance, tables, symbol_of.warnings())
+
+
+def signed_failure(exc: Exception, exchange: Any, settings: Settings, secrets: Sequence[str]) -> FetchError:
+    """The `FetchError` of a ccxt error from the signed client `exchange`.
+
+    Binance answers HTTP 418 to an IP that kept calling after a 429, with `Retry-After`; the ban grows
+    (2 minutes to 3 days) while the IP keeps calling, so the source rests that long instead.
+    """
+    err = from_ccxt(exc, timeout=settings.http_timeout, secrets=secrets)
+    after = retry_after(getattr(exchange, "last_response_headers", None))
+    if read_ccxt(exc).status == 418 and after:
+        return RateLimited(str(err), rest_seconds=after)
+    return err
 
 
 def _bracket_list(payload: Any) -> list[Any]:
@@ -176,17 +212,34 @@ def _fetch_web(source: str, settings: Settings, *, now: Callable[[], datetime]) 
     taken_at = now()
     try:
         response = httpx.post(url, json={}, timeout=settings.http_timeout)
-        response.raise_for_status()
-        body = response.json()
-    except json.JSONDecodeError:
-        raise Malformed("malformed JSON") from None
     except httpx.HTTPError as exc:
-        raise from_httpx(exc, timeout=settings.http_timeout) from None
+        raise from_httpx(exc, timeout=settings.http_timeout, exchange="Binance") from None
+    body = web_body(response.status_code, response.text)
     if _web_brackets_empty(body):
         raise EmptyResult("empty table list")
     # The web endpoint's ids are plain exchange ids; no ccxt here, so they are named by their shape.
     tables = parse_binance_web(source, body, lambda key: canonical_symbol(source, key))
     return _snapshot(source, taken_at, "binance-web", tables, ())
+
+
+def web_body(status: int, text: str) -> Any:
+    """The decoded answer of the web endpoint, or the `FetchError` its status and envelope say.
+
+    Real failures (domain doc §8): HTTP 400 `{"code":"000002","message":"illegal parameter",…,
+    "success":false}` keeps its message; HTTP 202 with an empty body is a bot challenge (transient: the
+    next poll may pass); a 200 with `"success": false` is the exchange refusing, not an invalid table.
+    """
+    if status == 202 and not text.strip():
+        raise ExchangeUnavailable("HTTP 202 Accepted with an empty body: a bot challenge, not the tables")
+    if status >= 300:
+        raise http_failure(read_body(text, status), exchange="Binance")
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        raise Malformed("malformed JSON") from None
+    if isinstance(body, dict) and body.get("success") is False:
+        raise FetchError(read_body(text).cause("exchange error"))
+    return body
 
 
 def _web_brackets_empty(body: Any) -> bool:

@@ -3,7 +3,14 @@
 ccxt's own pagination of `/v5/market/risk-limit` stops silently after 200 pages, writes `nextPageCursor`
 into the rows and retries page errors immediately. So this module calls the raw implicit method page by
 page, fails loudly on a repeated cursor or too many pages, and backs off exponentially (or as long as
-`Retry-After` says) on throttling, 5xx and timeouts.
+`Retry-After` says) on throttling, 5xx, timeouts and the transient retCodes 10016/10002.
+
+How Bybit really fails (domain doc §8): HTTP 403 ("access too frequent") means the IP is over its limit
+and must stop for at least 10 minutes. Bybit sends `X-Bapi-Limit-Reset-Timestamp` (ms), not
+`Retry-After`, so the error asks the source to rest for max(10 min, reset − now) (`rest_seconds`) and
+is never retried within the poll: retrying would only prolong the ban. ccxt raises retCode 10016
+("System error") as a plain `ExchangeError` and 10002 (outside the receive window) as `InvalidNonce`;
+both are transient, so the retCode is read from the answer and mapped here.
 
 Exchange ids are named through ccxt's loaded markets (`load_markets`, one category only) rather than by
 their shape alone: Bybit ids such as `BTCPERP` (a USDC perpetual) or `BTCUSDH26` (a dated inverse
@@ -18,18 +25,24 @@ ccxt is imported inside the functions that use it: `import ccxt` costs 0.3 s and
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from monitor.exchanges.binance import MarketSymbols
 from monitor.exchanges.errors import (
     EmptyResult,
+    ExchangeUnavailable,
     FetchError,
     Malformed,
     RateLimited,
+    Said,
     Truncated,
     from_ccxt,
+    header,
+    host_of,
+    read_ccxt,
+    retry_after,
 )
 from monitor.settings import Settings
 from snapshots.model import Snapshot
@@ -38,6 +51,12 @@ from snapshots.parse import parse_bybit_risk_limits
 CATEGORIES: dict[str, str] = {"bybit-linear": "linear", "bybit-inverse": "inverse"}
 #: retCodes that mean "too many requests" (10006: per-endpoint, 10018: per-IP limit).
 RATE_LIMIT_CODES = frozenset({"10006", "10018"})
+#: retCodes that mean "try again later" (10016: system error, 10002: outside the receive window).
+TRANSIENT_CODES = frozenset({"10016", "10002"})
+#: Bybit's v5 rate-limit page: an IP answered HTTP 403 must "wait for at least 10 minutes".
+IP_BAN_REST_SECONDS = 600.0
+#: Longest rest taken from `X-Bapi-Limit-Reset-Timestamp`: a clock far off must not silence a source for days.
+IP_BAN_REST_MAX_SECONDS = 3600.0
 #: First backoff in seconds without a Retry-After; it doubles with each retry.
 BACKOFF_BASE = 0.5
 #: Longest single wait, even if the server asks for more: a poll must end in bounded time.
@@ -58,17 +77,25 @@ def fetch_bybit(
 ) -> Snapshot:
     """Every tier table of `source` ("bybit-linear" or "bybit-inverse").
 
-    Raises `FetchError` (after `settings.bybit_page_retries` retries of a retryable failure, waiting with
-    `sleep`) or `PayloadError`/`InvalidTable` naming the symbol. `taken_at` is `now()` when the fetch starts.
+    Raises `FetchError` naming the host (after `settings.bybit_page_retries` retries of a retryable
+    failure, waiting with `sleep`; never retried when Bybit asks to rest) or `PayloadError`/`InvalidTable`
+    naming the symbol. `taken_at` is `now()` when the fetch starts; `now` also dates Bybit's reset header.
     """
     category = CATEGORIES.get(source)
     if category is None:
         raise FetchError(f"unknown Bybit source {source!r}")
+    try:
+        return _fetch(source, category, settings, now=now, sleep=sleep)
+    except FetchError as exc:
+        raise exc.at(host_of(settings.endpoints.bybit)) from None
+
+
+def _fetch(source: str, category: str, settings: Settings, *, now: Callable[[], datetime], sleep: Sleep) -> Snapshot:
     taken_at = now()
     exchange = _exchange(settings, category)
 
     def retrying(call: Callable[[], T]) -> T:
-        return call_with_retries(call, exchange=exchange, settings=settings, sleep=sleep)
+        return call_with_retries(call, exchange=exchange, settings=settings, sleep=sleep, now=now)
 
     retrying(exchange.load_markets)
 
@@ -110,18 +137,18 @@ def _exchange(settings: Settings, category: str) -> Any:
 def page_rows(body: Any, page: int) -> tuple[list[Any], str]:
     """The rows of one risk-limit answer, without `nextPageCursor` keys, and the next cursor ("" at the end).
 
-    Raises `RateLimited` for a throttling retCode, `FetchError` for any other non-zero retCode, and
-    `Malformed` for a body that is not JSON or has no `result.list`.
+    Raises what `code_failure` says for a non-zero retCode, and `Malformed` for a body that is not JSON
+    or has no `result.list`. (ccxt raises for a non-zero retCode before the body gets here; this keeps
+    the rule whole for any caller.)
     """
     if isinstance(body, str | bytes):  # ccxt returns the text when it cannot decode JSON
         raise Malformed(f"malformed JSON on page {page}")
     if not isinstance(body, Mapping):
         raise Malformed(f"malformed page {page}: expected an object, got {type(body).__name__}")
     code = str(body.get("retCode", "0"))
-    if code in RATE_LIMIT_CODES:
-        raise RateLimited(f"rate limited (retCode {code})")
     if code != "0":
-        raise FetchError(f"exchange error on page {page}: retCode {code} {body.get('retMsg', '')}".rstrip())
+        message = body.get("retMsg")
+        raise code_failure(Said(code=code, code_name="retCode", message=str(message or "")))
     result = body.get("result")
     rows = result.get("list") if isinstance(result, Mapping) else None
     if not isinstance(rows, list):
@@ -159,11 +186,14 @@ def collect_pages(fetch_page: PageFetcher, max_pages: int) -> list[Any]:
 # -- retries ---------------------------------------------------------------------------------------
 
 
-def call_with_retries(call: Callable[[], T], *, exchange: Any, settings: Settings, sleep: Sleep) -> T:
+def call_with_retries(
+    call: Callable[[], T], *, exchange: Any, settings: Settings, sleep: Sleep, now: Callable[[], datetime]
+) -> T:
     """`call()`, retried up to `settings.bybit_page_retries` times on a retryable `FetchError`.
 
-    ccxt exceptions are translated first. Each wait honours a `Retry-After` header of the failed answer,
-    otherwise it is `BACKOFF_BASE` doubled per retry; both are capped at `BACKOFF_MAX`.
+    ccxt exceptions are translated first (`bybit_failure`, dated by `now()`). An error that asks the source
+    to rest (`rest_seconds`) is raised at once. Each wait honours a `Retry-After` header of the failed
+    answer, otherwise it is `BACKOFF_BASE` doubled per retry; both are capped at `BACKOFF_MAX`.
     """
     import ccxt  # lazily: see the module docstring
 
@@ -174,10 +204,10 @@ def call_with_retries(call: Callable[[], T], *, exchange: Any, settings: Setting
         try:
             return call()
         except ccxt.BaseError as exc:
-            err = from_ccxt(exc, timeout=settings.http_timeout)
+            err = bybit_failure(exc, exchange.last_response_headers, timeout=settings.http_timeout, now=now())
         except FetchError as exc:
             err = exc
-        if not err.retryable:
+        if not err.retryable or err.rest_seconds is not None:
             raise err from None
         if attempt == retries:
             raise (err.again(retries) if retries else err) from None
@@ -185,19 +215,54 @@ def call_with_retries(call: Callable[[], T], *, exchange: Any, settings: Setting
     raise AssertionError("unreachable: the loop returns or raises")
 
 
-def retry_after(headers: Mapping[str, Any] | None) -> float | None:
-    """Seconds from a `Retry-After: <seconds>` header, if present and sane (HTTP dates are ignored)."""
-    for name, value in (headers or {}).items():
-        if str(name).lower() == "retry-after":
-            try:
-                seconds = float(value)
-            except (TypeError, ValueError):
-                return None
-            return seconds if seconds >= 0 else None
-    return None
-
-
 def backoff(attempt: int, after: float | None) -> float:
     """The wait before retry number `attempt + 1`."""
     wait = after if after is not None else BACKOFF_BASE * 2**attempt
     return min(wait, BACKOFF_MAX)
+
+
+# -- how Bybit fails -------------------------------------------------------------------------------
+
+
+def bybit_failure(
+    exc: Exception, headers: Mapping[str, Any] | None, *, timeout: float, now: datetime, secrets: Sequence[str] = ()
+) -> FetchError:
+    """The `FetchError` of a ccxt error from Bybit, given the failed answer's `headers` and the time `now`.
+
+    HTTP 403 is the IP limit (`ip_limited`); a retCode goes through `code_failure`; the rest is
+    `from_ccxt`'s. Shared by the tier tables and the market data, which call the same host.
+    """
+    said = read_ccxt(exc, secrets)
+    if said.status == 403:
+        return ip_limited(said, headers, now)
+    if said.status is None and said.code is not None:
+        return code_failure(said)
+    return from_ccxt(exc, timeout=timeout, secrets=secrets)
+
+
+def code_failure(said: Said) -> FetchError:
+    """The `FetchError` of a non-zero Bybit retCode (`said.code`), keeping Bybit's message."""
+    code = said.code or ""
+    if code in RATE_LIMIT_CODES:
+        return RateLimited(said.cause("rate limited"))
+    if code in TRANSIENT_CODES:
+        return ExchangeUnavailable(said.cause("temporary exchange error"))
+    return FetchError(said.cause("exchange error"))
+
+
+def ip_limited(said: Said, headers: Mapping[str, Any] | None, now: datetime) -> RateLimited:
+    """HTTP 403 from Bybit: rest max(10 min, reset − now), at most `IP_BAN_REST_MAX_SECONDS`.
+
+    `X-Bapi-Limit-Reset-Timestamp` is in ms since the epoch; a missing or unreadable one gives 10 min.
+    """
+    rest = IP_BAN_REST_SECONDS
+    reset = header(headers, "X-Bapi-Limit-Reset-Timestamp")
+    if reset is not None and reset.strip().isdigit():
+        rest = max(rest, int(reset) / 1000 - now.timestamp())
+    rest = min(rest, IP_BAN_REST_MAX_SECONDS)
+    words = f": {said.message}" if said.message else ""
+    # The poll says until when the source rests (`rest_seconds`); the message says why.
+    return RateLimited(
+        f"HTTP 403 Forbidden{words}; Bybit says this IP is over its request limit and must pause at least 10 minutes",
+        rest_seconds=rest,
+    )

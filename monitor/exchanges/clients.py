@@ -1,6 +1,7 @@
 """Keyless ccxt clients for the public endpoints of each source, pointed at `settings.endpoints`.
 
     public_client(source, settings) -> ccxt exchange
+    client_failure(source, exc, exchange, settings, now=...) -> FetchError   (named by `public_host`)
 
 | source          | ccxt class     | markets it loads                                  |
 |-----------------|----------------|---------------------------------------------------|
@@ -19,10 +20,13 @@ must stay cheap to import for commands that only read the database.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from monitor.exchanges.binance import REAL_DAPI, REAL_FAPI, rebased_urls
-from monitor.exchanges.errors import FetchError
+from monitor.exchanges.binance import REAL_DAPI, REAL_FAPI, rebased_urls, signed_base
+from monitor.exchanges.bybit import bybit_failure
+from monitor.exchanges.errors import FetchError, from_ccxt, host_of
 from monitor.settings import Settings
 
 #: The ccxt class of each source, and the Bybit category whose markets it loads (None for Binance).
@@ -65,3 +69,24 @@ def _moved(api: dict[str, Any], source: str, settings: Settings) -> dict[str, An
         # Every API family of Bybit lives on one host, so every entry moves.
         return dict.fromkeys(api, settings.endpoints.bybit.rstrip("/"))
     return rebased_urls(api, {REAL_FAPI: settings.endpoints.binance_fapi, REAL_DAPI: settings.endpoints.binance_dapi})
+
+
+def public_host(source: str, settings: Settings) -> str:
+    """The host the public client of `source` calls, as failures name it."""
+    return host_of(settings.endpoints.bybit if source.startswith("bybit-") else signed_base(source, settings))
+
+
+def client_failure(
+    source: str, exc: Exception, exchange: Any, settings: Settings, *, now: datetime, secrets: Sequence[str] = ()
+) -> FetchError:
+    """The `FetchError` of a ccxt error from `exchange`, a client of `source`, named by its host.
+
+    Bybit's own rules (HTTP 403 rests the source, transient retCodes) apply to its clients; every other
+    error is `from_ccxt`'s. `now` dates Bybit's reset header.
+    """
+    if source.startswith("bybit-"):
+        headers = getattr(exchange, "last_response_headers", None)
+        err = bybit_failure(exc, headers, timeout=settings.http_timeout, now=now, secrets=secrets)
+    else:
+        err = from_ccxt(exc, timeout=settings.http_timeout, secrets=secrets)
+    return err.at(public_host(source, settings))
