@@ -44,6 +44,7 @@ class Delivery(SQLModel, table=True):
     last_attempt_at: datetime | None = None
     sent_at: datetime | None = None
     last_error: str | None = None
+    claimed_until: datetime | None = None  # a process is sending it; others leave it alone until then
 
 
 class ChannelState(SQLModel, table=True):

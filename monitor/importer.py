@@ -4,6 +4,11 @@ Files are applied in date order, one transaction each, so a malformed file write
 before it stay imported. The import stops at the first bad file: importing later files would skip over a
 version and misdate the changes it carries.
 
+A snapshot time in the future (beyond a few minutes of clock skew) is refused before anything is read:
+a typo such as 2062 for 2026 would otherwise delist whatever the file lacks and, as polls older than the
+stored history are refused, block every live poll of the source until then. Whatever goes wrong inside a
+file, expected or not, is one line naming the file.
+
 Archives skip the vanishing-symbols quarantine: a file is a deliberate, complete record chosen by the
 user, and real history has genuine mass delistings (Binance dropped its BUSD pairs, 14% of USDⓈ-M symbols,
 between the 2023-12-12 and 2024-02-03 versions).
@@ -17,20 +22,23 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from monitor.polling import Hook
+from monitor.polling import Hook, describe
 from snapshots.errors import PayloadError, SnapshotError
 from snapshots.model import Snapshot
 from snapshots.parse import parse_ccxt_tiers
 from snapshots.store import ApplyPolicy, PollResult, apply_snapshot
+from snapshots.timefmt import iso, utcnow
 
 _DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+#: How far ahead of our clock a snapshot time may be: clocks of different machines disagree by seconds.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class ImportFileError(SnapshotError):
@@ -53,14 +61,27 @@ def date_from_name(path: Path) -> datetime:
         raise ImportFileError(f"{path.name}: {m.group(1)} is not a valid date") from None
 
 
-def plan(paths: Sequence[Path], at: datetime | None = None) -> list[Planned]:
-    """Date every file and sort them oldest first (ties in name order); check they all exist."""
+def check_not_future(at: datetime, now: datetime, what: str) -> None:
+    """Refuse a snapshot time more than `CLOCK_SKEW` after `now`; `what` says where the time came from."""
+    if at > now + CLOCK_SKEW:
+        raise ImportFileError(f"{what}: {iso(at)} is in the future (now {iso(now)}); a typo in the year?")
+
+
+def plan(paths: Sequence[Path], at: datetime | None = None, *, now: datetime | None = None) -> list[Planned]:
+    """Date every file and sort them oldest first (ties in name order); check they all exist and that
+    no time is in the future of `now` (the real clock when None)."""
+    now = now or utcnow()
     if at is not None and len(paths) > 1:
         raise ImportFileError("--at applies to one file; to import several, date them in their names")
+    if at is not None:
+        check_not_future(at, now, "--at")
     for p in paths:
         if not p.is_file():
             raise ImportFileError(f"{p}: no such file")
     planned = [Planned(p, at if at is not None else date_from_name(p)) for p in paths]
+    for item in planned:
+        if at is None:
+            check_not_future(item.at, now, f"{item.path.name}: the date in its name")
     return sorted(planned, key=lambda x: (x.at, x.path.name))
 
 
@@ -73,7 +94,7 @@ def read_archive(path: Path) -> Any:
         return json.loads(data)
     except (OSError, EOFError) as exc:
         raise ImportFileError(f"{path.name}: cannot read: {exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, an integer too long, nesting too deep
         raise ImportFileError(f"{path.name}: not valid JSON: {exc}") from None
 
 
@@ -83,6 +104,8 @@ def load_snapshot(source: str, item: Planned) -> Snapshot:
         tables = parse_ccxt_tiers(source, payload)
     except PayloadError as exc:
         raise ImportFileError(f"{item.path.name}: {exc}") from None
+    except Exception as exc:  # a parser bug on a shape nobody foresaw: still one line naming the file
+        raise ImportFileError(f"{item.path.name}: {describe(exc)}") from exc
     if not tables:
         raise ImportFileError(f"{item.path.name}: holds no tier tables")
     return Snapshot(source, item.at, f"import:{item.path.name}", tables)
@@ -96,27 +119,39 @@ def import_files(
     hooks: Sequence[Hook] = (),
     progress: Callable[[Planned, PollResult], None] | None = None,
 ) -> list[PollResult]:
-    """Import `items` (from `plan`) in order; raise at the first bad file, keeping the ones before it."""
+    """Import `items` (from `plan`) in order; raise at the first bad file, keeping the ones before it.
+
+    Each file is all or nothing: its versions, changes and whatever `hooks` add commit together.
+    """
     results = []
     for item in items:
         t0 = time.perf_counter()
         snap = load_snapshot(source, item)
-        with Session(engine) as session:
-            try:
-                result = apply_snapshot(
-                    session,
-                    snap,
-                    started_at=item.at,
-                    duration_ms=(time.perf_counter() - t0) * 1000,
-                    kind="import",
-                    policy=ApplyPolicy(max_vanish_share=None),
-                )
-            except SnapshotError as exc:
-                raise ImportFileError(f"{item.path.name}: {exc}") from None
-            for hook in hooks:
-                hook(session, result)
-            session.commit()
+        try:
+            result = _apply(engine, snap, item, t0, hooks)
+        except ImportFileError:
+            raise
+        except SnapshotError as exc:
+            raise ImportFileError(f"{item.path.name}: {exc}") from None
+        except Exception as exc:  # a bug or a database error: the file's transaction was rolled back
+            raise ImportFileError(f"{item.path.name}: nothing imported from it: {describe(exc)}") from exc
         results.append(result)
         if progress:
             progress(item, result)
     return results
+
+
+def _apply(engine: Engine, snap: Snapshot, item: Planned, t0: float, hooks: Sequence[Hook]) -> PollResult:
+    with Session(engine) as session:
+        result = apply_snapshot(
+            session,
+            snap,
+            started_at=item.at,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+            kind="import",
+            policy=ApplyPolicy(max_vanish_share=None),
+        )
+        for hook in hooks:
+            hook(session, result)
+        session.commit()
+    return result

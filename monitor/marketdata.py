@@ -44,6 +44,7 @@ from monitor.models import MarketData, Position
 from monitor.settings import Settings
 from snapshots.errors import TierdriftError
 from snapshots.reader import as_utc
+from snapshots.store import requested_rest
 
 #: An ADR older than this is fetched again (at most one candle request per symbol and day).
 ADR_MAX_AGE = timedelta(hours=24)
@@ -248,16 +249,22 @@ def refresh_market(
     `fetch` defaults to `fetch_quote` with one keyless client for all the symbols, so that the
     exchange's market list loads once per call.
     """
-    if fetch is None:
+    asked = requested_rest(session, source)
+    resting: str | None = None
+    if asked is not None and asked.until > now:
+        # The source's last poll was told to stay away (e.g. Bybit's 403 IP limit): the market endpoints
+        # share its host and its ban, so they rest too.
+        resting = f"not asked: {asked.reason}"
+    elif fetch is None:
         fetch = partial(fetch_quote, exchange=public_client(source, settings))
     results: list[RefreshResult] = []
-    resting: str | None = None
     for symbol in sorted(set(symbols)):
         if resting is not None:
             # The exchange asked us to stay away (Bybit's 403 IP limit, Binance's 451): asking again for
             # each remaining symbol would only lengthen the ban (domain doc §8).
             results.append(_skip_one(session, source, symbol, now, resting))
             continue
+        assert fetch is not None
         result, rest = _refresh_one(session, source, symbol, settings, now, fetch)
         if rest:
             resting = f"not asked: {result.reason}"

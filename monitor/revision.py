@@ -3,4 +3,4 @@
 The newest migration in monitor/migrations/versions; tests/test_schema.py keeps them in step.
 """
 
-HEAD = "0003"
+HEAD = "0004"

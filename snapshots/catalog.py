@@ -32,6 +32,8 @@ poll = table(
     column("error", String),
     column("warnings", String),
     column("symbols_hash", String),
+    column("error_kind", String),
+    column("retry_at", _TS),
 )
 
 table_version = table(

@@ -36,6 +36,8 @@ class Poll(SQLModel, table=True):
     error: str | None = None
     warnings: str | None = None  # JSON list of strings
     symbols_hash: str | None = None  # hash of the symbol set, to confirm a repeated quarantine
+    error_kind: str | None = None  # failed polls: a short stable label, e.g. "fetch_timeout", "rate_limited"
+    retry_at: datetime | None = None  # failed polls: the exchange asked us not to call again before this
 
 
 class TableVersion(SQLModel, table=True):

@@ -3,25 +3,38 @@
 Only symbols whose content hash changed reach this module, so deepdiff runs on a handful of small
 tables per poll instead of on the whole snapshot. Both sides are canonical `Tier` values (floats, fixed
 field set), so formatting differences in the payloads cannot show up here.
+
+The diff is total: any two valid tables give their change records. deepdiff finds where the two shapes
+differ, but how coarsely it reports that is its own business (deepdiff 9's `threshold_to_diff_deeper`
+reports a tier, or the whole table, as one changed value once enough of it differs: a restructure such
+as one tier split into many). So each reported spot is expanded here, by comparing the two sides under
+it, into tier-level records; the records never depend on the granularity of the report.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
+from typing import Any
 
 from deepdiff import DeepDiff
 
 from snapshots.model import TIER_FIELDS, Change, TierTable
 
-_PATH = re.compile(r"^root\[(\d+)\](?:\['(\w+)'\])?$")
+Shape = dict[int, dict[str, float]]
+#: (kind, tier, field) → (old, new): the records of one symbol, deduplicated.
+Found = dict[tuple[str, int, str | None], tuple[float | None, float | None]]
 
 
-def _shape(table: TierTable) -> dict[int, dict[str, float]]:
+def _shape(table: TierTable) -> Shape:
     return {t.tier: {f: float(getattr(t, f)) for f in TIER_FIELDS} for t in table.tiers}
 
 
 def diff_tables(old: TierTable | None, new: TierTable | None) -> list[Change]:
-    """Changes from `old` to `new`; None on one side means the symbol was listed or delisted."""
+    """Changes from `old` to `new`; None on one side means the symbol was listed or delisted.
+
+    For two tables: `tier_removed` for every tier index only in `old`, `tier_added` for every one only in
+    `new`, and `tier_changed` for every field that differs in a tier both have, with its old and new value.
+    """
     if old is None and new is None:
         return []
     if old is None:
@@ -31,36 +44,36 @@ def diff_tables(old: TierTable | None, new: TierTable | None) -> list[Change]:
         return [Change(old.source, old.symbol, "symbol_delisted")]
     if old.hash == new.hash:
         return []
-    src, sym = new.source, new.symbol
     before, after = _shape(old), _shape(new)
-    dd = DeepDiff(before, after, ignore_order=False, verbose_level=2)
-    out: list[Change] = []
-    for path in dd.get("dictionary_item_added", {}):
-        out.append(Change(src, sym, "tier_added", tier=_tier_of(path)))
-    for path in dd.get("dictionary_item_removed", {}):
-        out.append(Change(src, sym, "tier_removed", tier=_tier_of(path)))
-    for path, value in dd.get("values_changed", {}).items():
-        m = _PATH.match(path)
-        if not m or not m.group(2):
-            raise AssertionError(f"unexpected deepdiff path {path}")
-        out.append(
-            Change(
-                src,
-                sym,
-                "tier_changed",
-                tier=int(m.group(1)),
-                field=m.group(2),
-                old=float(value["old_value"]),
-                new=float(value["new_value"]),
-            )
-        )
+    found: Found = {}
+    tree = DeepDiff(before, after, ignore_order=False, view="tree")
+    for report in tree.values():
+        for level in report:
+            _expand(before, after, level.path(output_format="list"), found)
     field_order = {f: i for i, f in enumerate(TIER_FIELDS)}
+    out = [
+        Change(new.source, new.symbol, kind, tier=tier, field=field, old=o, new=n)
+        for (kind, tier, field), (o, n) in found.items()
+    ]
     out.sort(key=lambda c: (c.tier or 0, c.kind, field_order.get(c.field or "", -1)))
     return out
 
 
-def _tier_of(path: str) -> int:
-    m = _PATH.match(path)
-    if not m:
-        raise AssertionError(f"unexpected deepdiff path {path}")
-    return int(m.group(1))
+def _expand(before: Shape, after: Shape, path: Sequence[Any], found: Found) -> None:
+    """Add the records for everything under `path` (`[]`: the table, `[n]`: tier n, `[n, f]`: a field)."""
+    if not path:
+        for tier in sorted(before.keys() | after.keys()):
+            _expand(before, after, [tier], found)
+        return
+    tier = path[0]
+    if tier not in after:
+        found[("tier_removed", tier, None)] = (None, None)
+        return
+    if tier not in before:
+        found[("tier_added", tier, None)] = (None, None)
+        return
+    fields = [path[1]] if len(path) > 1 and path[1] in TIER_FIELDS else TIER_FIELDS
+    for name in fields:
+        o, n = before[tier][name], after[tier][name]
+        if o != n:
+            found[("tier_changed", tier, name)] = (o, n)

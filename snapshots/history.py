@@ -54,6 +54,8 @@ class PollInfo:
     symbols_changed: int
     changes: int
     error: str | None
+    error_kind: str | None = None  # failed polls: why, e.g. "fetch_timeout", "resting", "unexpected"
+    retry_at: datetime | None = None  # failed polls: the exchange asked not to be called before this
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,13 +184,16 @@ def list_changes(
     ]
 
 
-_POLL_COLS = "id, source, kind, started_at, duration_ms, outcome, provenance, symbols, symbols_changed, changes, error"
+_POLL_COLS = (
+    "id, source, kind, started_at, duration_ms, outcome, provenance, symbols, symbols_changed, changes, error,"
+    " error_kind, retry_at"
+)
 
 
 def _poll_info(p: Row) -> PollInfo:
     return PollInfo(
         p["id"], p["source"], p["kind"], p["started_at"], p["duration_ms"], p["outcome"], p["provenance"],
-        p["symbols"], p["symbols_changed"], p["changes"], p["error"],
+        p["symbols"], p["symbols_changed"], p["changes"], p["error"], p["error_kind"], p["retry_at"],
     )  # fmt: skip
 
 

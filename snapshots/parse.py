@@ -38,7 +38,10 @@ def number(value: Any, what: str, *, allow_blank: bool = False) -> float | None:
         except ValueError:
             raise PayloadError(f"{what} is {value!r}, not a number") from None
     elif isinstance(value, int | float):
-        out = float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # a JSON integer beyond any float, e.g. 10**400
+            raise PayloadError(f"{what} is a {len(str(value))}-digit integer, not a usable number") from None
     else:
         raise PayloadError(f"{what} is {type(value).__name__}, not a number")
     if not math.isfinite(out):
@@ -50,6 +53,14 @@ def _req(value: Any, what: str) -> float:
     out = number(value, what)
     assert out is not None  # number() returns None only with allow_blank
     return out
+
+
+def _index(value: Any, what: str) -> int:
+    """A tier number: a whole number (1.5 would otherwise be silently truncated to tier 1)."""
+    out = _req(value, what)
+    if not out.is_integer():
+        raise PayloadError(f"{what} is {value!r}, not a whole tier number")
+    return int(out)
 
 
 def _field(record: Mapping[str, Any], names: tuple[str, ...], what: str) -> Any:
@@ -106,7 +117,7 @@ def parse_binance_brackets(source: str, payload: Any, symbol_of: SymbolMap | Non
             where = f"{raw_id} bracket {b.get('bracket')}"
             rows.append(
                 RowIn(
-                    index=int(_req(b.get("bracket"), f"{where} bracket")),
+                    index=_index(b.get("bracket"), f"{where} bracket"),
                     floor=_req(_field(b, ("notionalFloor", "qtyFloor", "qtylFloor"), where), f"{where} floor"),
                     cap=_req(_field(b, ("notionalCap", "qtyCap"), where), f"{where} cap"),
                     rate=_req(b.get("maintMarginRatio"), f"{where} maintMarginRatio"),
@@ -152,7 +163,7 @@ def parse_binance_web(source: str, payload: Any, symbol_of: SymbolMap | None = N
             where = f"{raw_id} bracket {b.get('bracketSeq')}"
             rows.append(
                 RowIn(
-                    index=int(_req(b.get("bracketSeq"), f"{where} bracketSeq")),
+                    index=_index(b.get("bracketSeq"), f"{where} bracketSeq"),
                     floor=_req(b.get("bracketNotionalFloor"), f"{where} bracketNotionalFloor"),
                     cap=_req(b.get("bracketNotionalCap"), f"{where} bracketNotionalCap"),
                     rate=_req(b.get("bracketMaintenanceMarginRate"), f"{where} bracketMaintenanceMarginRate"),
@@ -219,7 +230,7 @@ def parse_bybit_risk_limits(source: str, rows: Any, symbol_of: SymbolMap | None 
             im = number(r.get("initialMargin", ""), f"{where} initialMargin", allow_blank=True)
             parsed.append(
                 RowIn(
-                    index=int(_req(r.get("id"), f"{where} id")),
+                    index=_index(r.get("id"), f"{where} id"),
                     floor=floor,  # Bybit gives caps only: a tier starts where the previous one ends
                     cap=cap,
                     rate=_req(r.get("maintenanceMargin"), f"{where} maintenanceMargin") * scale,
@@ -264,7 +275,7 @@ def parse_ccxt_tiers(source: str, payload: Any) -> dict[str, TierTable]:
                     break
             rows.append(
                 RowIn(
-                    index=int(_req(t.get("tier", i + 1), f"{where} tier")),
+                    index=_index(t.get("tier", i + 1), f"{where} tier"),
                     floor=_req(_field(t, _FLOOR, where), f"{where} minNotional"),
                     cap=_req(_field(t, _CAP, where), f"{where} maxNotional"),
                     rate=_req(_field(t, _RATE, where), f"{where} maintenanceMarginRate"),

@@ -20,7 +20,16 @@ from typing import Any, Protocol
 
 #: Columns (and aliases) that hold timestamps; SQLite returns them as text.
 TIMESTAMPS = frozenset(
-    {"valid_from", "valid_to", "previous_poll_at", "started_at", "detected_at", "first_valid_from", "last_change"}
+    {
+        "valid_from",
+        "valid_to",
+        "previous_poll_at",
+        "started_at",
+        "detected_at",
+        "first_valid_from",
+        "last_change",
+        "retry_at",
+    }
 )
 #: How SQLAlchemy stores a DateTime in SQLite (UTC, as SQLModel's UTCDateTime hands it over).
 _SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"

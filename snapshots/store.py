@@ -3,6 +3,9 @@
 The caller owns the transaction: these functions add to a `Session` and never commit, so that a poll,
 its versions, its change records and (in later layers) the impacts and alerts they cause land in one
 commit or not at all.
+
+A table that cannot be applied for a reason that is not bad data (a bug, a database error) raises
+`ApplyFailed` naming its symbol, so that the caller records a failed poll that says which table it was.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,7 +26,7 @@ from snapshots.catalog import poll as pl
 from snapshots.catalog import table_version as tv
 from snapshots.db import Poll, TableVersion
 from snapshots.diff import diff_tables
-from snapshots.errors import OutOfOrder
+from snapshots.errors import OutOfOrder, SnapshotError, TierdriftError
 from snapshots.model import Change, Snapshot, TierTable
 from snapshots.reader import as_utc
 from snapshots.tables import load_tables
@@ -54,10 +58,32 @@ class PollResult:
     warnings: tuple[str, ...] = ()
     updates: tuple[SymbolUpdate, ...] = field(default=())
     error_kind: str | None = None  # a short label for metrics, e.g. "fetch_timeout", "invalid_table"
+    retry_at: datetime | None = None  # failed: the exchange asked not to be called again before this
 
     @property
     def changes(self) -> list[Change]:
         return [c for u in self.updates for c in u.changes]
+
+
+class ApplyFailed(SnapshotError):
+    """Applying one symbol's table raised something unexpected (a bug or a database error, not bad data)."""
+
+    def __init__(self, symbol: str, cause: Exception) -> None:
+        # SQLAlchemy's message appends the statement and its parameters; the driver's own says what failed.
+        inner = getattr(cause, "orig", None)
+        detail = " ".join(str(inner if isinstance(inner, BaseException) else cause).split())[:200] or "(no message)"
+        super().__init__(f"{symbol}: unexpected {type(cause).__name__} while applying its table: {detail}")
+        self.symbol = symbol
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class RestRequest:
+    """The latest poll of a source asked to stay away from the exchange until `until`."""
+
+    until: datetime
+    reason: str  # that poll's reason
+    kind: str | None  # that poll's error kind ("resting" when it was itself a resting poll)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +114,14 @@ def record_failure(
     *,
     kind: str = "poll",
     provenance: str | None = None,
+    error_kind: str | None = None,
+    retry_at: datetime | None = None,
 ) -> PollResult:
-    """Record a poll that produced no usable snapshot. It never touches versions."""
+    """Record a poll that produced no usable snapshot. It never touches versions.
+
+    `error_kind` is a short stable label of why; `retry_at` when the exchange asked not to be called
+    again before then (the next polls of the source rest until it, see `requested_rest`).
+    """
     poll = Poll(
         source=source,
         kind=kind,
@@ -98,11 +130,38 @@ def record_failure(
         outcome="failed",
         provenance=provenance,
         error=reason,
+        error_kind=error_kind,
+        retry_at=retry_at,
     )
     session.add(poll)
     session.flush()
     assert poll.id is not None
-    return PollResult(poll.id, source, kind, "failed", started_at, duration_ms=duration_ms, error=reason)
+    return PollResult(
+        poll.id,
+        source,
+        kind,
+        "failed",
+        started_at,
+        duration_ms=duration_ms,
+        error=reason,
+        error_kind=error_kind,
+        retry_at=retry_at,
+    )
+
+
+def requested_rest(session: Session, source: str) -> RestRequest | None:
+    """The rest asked for by the latest poll (not import) of `source`, if it asked for one."""
+    stmt = (
+        select(pl.c.retry_at, pl.c.error, pl.c.error_kind)
+        .where(pl.c.source == source, pl.c.kind == "poll")
+        .order_by(pl.c.started_at.desc(), pl.c.id.desc())
+        .limit(1)
+    )
+    row = session.execute(stmt).first()
+    until = as_utc(row.retry_at) if row is not None else None
+    if row is None or until is None:
+        return None
+    return RestRequest(until, row.error or "", row.error_kind)
 
 
 def _current(session: Session, source: str) -> dict[str, tuple[int, str]]:
@@ -200,29 +259,33 @@ def apply_snapshot(
     updates: list[SymbolUpdate] = []
     tier_rows: list[dict[str, object]] = []
     versions: list[tuple[TableVersion, TierTable]] = []
-    for sym in changed + vanished:
-        old = old_tables.get(current[sym][0]) if sym in current else None
-        new = snap.tables.get(sym)
-        if sym in current:
-            session.execute(update(tv).where(tv.c.id == current[sym][0]).values(valid_to=at))
-        if new is not None:
-            v = TableVersion(
-                source=source,
-                symbol=sym,
-                valid_from=at,
-                content_hash=new.hash,
-                unit=new.unit.value,
-                poll_id=poll.id,
-                previous_poll_at=previous,
-                provenance=snap.provenance,
-                notional_coef=new.notional_coef,
-                warnings=_dumps(new.warnings),
-                raw=zlib.compress(new.raw.encode(), 6),
-            )
-            session.add(v)
-            versions.append((v, new))
-        changes = () if baseline else tuple(diff_tables(old, new))
-        updates.append(SymbolUpdate(sym, old, new, changes))
+    # No autoflush inside the loop: the new versions are inserted together by the flush below, and an
+    # error `_blame` sees is then one of this symbol's own statements, never a previous symbol's insert.
+    with session.no_autoflush:
+        for sym in changed + vanished:
+            with _blame(sym):
+                old = old_tables.get(current[sym][0]) if sym in current else None
+                new = snap.tables.get(sym)
+                if sym in current:
+                    session.execute(update(tv).where(tv.c.id == current[sym][0]).values(valid_to=at))
+                if new is not None:
+                    v = TableVersion(
+                        source=source,
+                        symbol=sym,
+                        valid_from=at,
+                        content_hash=new.hash,
+                        unit=new.unit.value,
+                        poll_id=poll.id,
+                        previous_poll_at=previous,
+                        provenance=snap.provenance,
+                        notional_coef=new.notional_coef,
+                        warnings=_dumps(new.warnings),
+                        raw=zlib.compress(new.raw.encode(), 6),
+                    )
+                    session.add(v)
+                    versions.append((v, new))
+                changes = () if baseline else tuple(diff_tables(old, new))
+                updates.append(SymbolUpdate(sym, old, new, changes))
     session.flush()
     for v, table in versions:
         tier_rows.extend(
@@ -282,6 +345,17 @@ def apply_snapshot(
         tuple(warnings),
         tuple(updates),
     )
+
+
+@contextmanager
+def _blame(symbol: str) -> Iterator[None]:
+    """Turn an unexpected exception while handling `symbol` into `ApplyFailed` naming it."""
+    try:
+        yield
+    except TierdriftError:
+        raise
+    except Exception as exc:  # a bug or a database error in this table: fail the poll, naming it
+        raise ApplyFailed(symbol, exc) from exc
 
 
 def _prefixed(table: TierTable) -> list[str]:

@@ -46,6 +46,7 @@ from monitor.marketdata import (
 )
 from monitor.models import MarketData, Position
 from monitor.settings import Settings
+from snapshots.db import Poll
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 TODAY = datetime(2026, 1, 2, tzinfo=UTC)
@@ -561,3 +562,30 @@ def test_a_ban_stops_the_refresh_of_the_remaining_symbols(session: Session, fake
     assert "403" in (results[0].reason or "")
     assert all((r.reason or "").startswith("not asked: ") and "403" in (r.reason or "") for r in results[1:])
     assert stored(session, "bybit-linear", "SOL/USDT:USDT").error == results[2].reason
+
+
+def test_a_resting_source_asks_no_market_data_either(session: Session, fake: FakeExchange) -> None:
+    # The ban is per IP and host: the poll that was told to rest speaks for the market endpoints too.
+    fake.set_market("bybit-linear", "BTCUSDT", mark=1_000.0, daily_ranges=RANGES, today=TODAY.date())
+    reason = "api.bybit.com: HTTP 403 Forbidden: access too frequent; resting until 2026-12-01T22:40:05Z"
+    session.add(
+        Poll(
+            source="bybit-linear",
+            started_at=NOW,
+            outcome="failed",
+            error=reason,
+            error_kind="rate_limited",
+            retry_at=NOW + timedelta(minutes=10),
+        )  # fmt: skip
+    )
+    session.flush()
+    fake.clear_requests()
+
+    (during,) = refresh_market(session, "bybit-linear", ["BTC/USDT:USDT"], settings_for(fake), now=NOW)
+    (after,) = refresh_market(
+        session, "bybit-linear", ["BTC/USDT:USDT"], settings_for(fake), now=NOW + timedelta(minutes=11)
+    )
+
+    assert during.reason == f"not asked: {reason}"
+    assert (after.ok, after.mark_refreshed, after.reason) == (True, True, None)
+    assert len(fake.requests_to(TICKERS)) == 1
