@@ -20,22 +20,14 @@ alerts_app = typer.Typer(help="Deliver, test, list and retry alerts.", no_args_i
 
 
 def deliver_all(c: cli_context.Context) -> DeliveryReport:
-    """Attempt every delivery that is due now (in batches); channels rest after a failure."""
-    from alerts.deliver import DeliveryReport, deliver_due
+    """Attempt every delivery that is due now, each channel in its own worker (a slow receiver delays only its
+    own alerts); channels rest after a failure. Ctrl-C abandons the sends in flight: they stay pending."""
+    from alerts.deliver import deliver_due
     from monitor.alerting import build_channels, delivery_policy
 
     channels = build_channels(c.settings)
-    total = DeliveryReport()
     try:
-        while True:
-            report = deliver_due(c.engine, channels, clock=utcnow, policy=delivery_policy(c.settings))
-            total.sent += report.sent
-            total.retried += report.retried
-            total.failed += report.failed
-            total.skipped = report.skipped
-            total.errors.extend(report.errors)
-            if report.attempted == 0:
-                return total
+        return deliver_due(c.engine, channels, clock=utcnow, policy=delivery_policy(c.settings))
     finally:
         for channel in channels.values():
             channel.close()
@@ -48,7 +40,7 @@ def print_report(report: DeliveryReport) -> None:
         + (f", {report.skipped} waiting for their channel" if report.skipped else "")
     )
     for line in report.errors[:20]:
-        con.print(f"  {line}")
+        con.print(f"  {output.safe(line)}")
 
 
 @alerts_app.command("deliver")
@@ -88,9 +80,9 @@ def send_test(
             result = ch.send(alert)
         finally:
             ch.close()
-        outcome = "ok" if result.ok else f"FAILED: {result.error}"
+        outcome = "ok" if result.ok else f"FAILED: {output.safe(result.error)}"
         failed += not result.ok
-        output.console().print(f"{config.name} ({ch.describe()}): {outcome}")
+        output.console().print(f"{output.safe(config.name)} ({output.safe(ch.describe())}): {outcome}")
     if failed:
         raise typer.Exit(1)
 
@@ -99,7 +91,7 @@ def send_test(
 def list_(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option("--status", help="pending, sent or failed.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1)] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=cli_context.MAX_INT)] = 100,
     as_json: cli_context.JsonOpt = False,
 ) -> None:
     """Alerts and their delivery on each channel, newest first (no secret is ever shown)."""
@@ -117,25 +109,27 @@ def list_(
     )
     if status:
         stmt = stmt.where(Delivery.status == status)
-    with Session(cli_context.get(ctx).engine) as session:
+    with Session(cli_context.get(ctx).read_engine) as session:
         rows = [_row(d, a) for d, a in session.exec(stmt)]
         disabled = [s for s in session.exec(select(ChannelState)) if s.disabled_at is not None]
     if as_json:
         output.emit_json(rows)
         return
     for s in disabled:
-        output.console().print(f"channel {s.name} is DISABLED: {s.disabled_reason}")
+        output.console().print(f"channel {output.safe(s.name)} is DISABLED: {output.safe(s.disabled_reason)}")
     if not rows:
         output.console().print("no alerts")
         return
-    table = output.new_table()
-    for name in ("created", "alert", "kind", "severity", "channel", "status", "tries", "next / sent", "error"):
-        table.add_column(name)
+    table = output.new_table(
+        "created", "alert", "kind", "severity", "channel", "status", "tries", "next / sent", "error",
+        wrap=("created", "alert", "channel", "next / sent", "error"),
+    )  # fmt: skip
     for r in rows:
-        when = r["sent_at"] if r["status"] == "sent" else (r["next_attempt_at"] if r["status"] == "pending" else "")
+        when = r["sent_at"] if r["status"] == "sent" else (r["next_attempt_at"] if r["status"] == "pending" else None)
         table.add_row(
-            r["created_at"], f"{r['alert_id']}\n{r['title']}", r["kind"], r["severity"], r["channel"],
-            r["status"], str(r["attempts"]), when or "", r["last_error"] or "",
+            output.when_text(r["created_at"]), f"{r['alert_id']}\n{output.safe(r['title'])}", r["kind"],
+            r["severity"], output.safe(r["channel"]), r["status"], str(r["attempts"]), output.when_text(when, ""),
+            output.safe(r["last_error"] or ""),
         )  # fmt: skip
     output.console().print(table)
 
@@ -168,7 +162,7 @@ def retry(
 ) -> None:
     """Put failed deliveries back in the queue (and re-enable a channel disabled by a 410), then deliver."""
     from sqlalchemy import update
-    from sqlmodel import Session, col, select
+    from sqlmodel import col, select
 
     from alerts.db import ChannelState, Delivery
     from snapshots.errors import NotFound
@@ -176,7 +170,7 @@ def retry(
     if bool(alert_id) == failed:
         raise typer.BadParameter("give an alert ID or --failed (not both)")
     now = utcnow()
-    with Session(cli_context.get(ctx).engine) as session:
+    with cli_context.get(ctx).write_session() as session:
         cond = col(Delivery.status) == "failed"
         stmt = select(Delivery).where(cond if failed else col(Delivery.alert_id) == alert_id)
         rows = [d for d in session.exec(stmt) if d.status == "failed"]

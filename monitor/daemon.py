@@ -9,7 +9,12 @@ Only the holder of the writer lock runs jobs (monitor.lock). A replica that cann
 standby and retries every `standby_retry_seconds`; if the holder loses its lock (its PostgreSQL session
 died) it stops its jobs and becomes a standby itself.
 
-Stopping (SIGTERM/SIGINT) waits for running jobs: a poll commits whole or not at all, and a delivery is
+Alerts are delivered by an `alerts.deliver.Dispatcher`: the deliver job only starts a worker for each
+channel that has something due and none running, so a receiver that hangs until its deadline delays its
+own channel and nothing else, not even the next deliver job.
+
+Stopping (SIGTERM/SIGINT) first cuts the sends in flight off (they stay pending, unclaimed, and go out on
+the next start), then waits for running jobs: a poll commits whole or not at all, and a delivery is
 marked right after its send, so a restart neither loses nor doubles anything (a send whose mark was cut
 off is resent with the same alert id).
 """
@@ -29,14 +34,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from alerts.channels.base import Channel
-from alerts.deliver import DeliveryReport, deliver_due
+from alerts.deliver import DeliveryReport, Dispatcher, deliver_due
 from monitor.alerting import build_channels, delivery_policy, routes
 from monitor.health import check_stale
 from monitor.impacts import assess_now
 from monitor.lock import WriterLock
 from monitor.marketdata import refresh_market, symbols_with_open_positions
 from monitor.metrics import Metrics
-from monitor.polling import Fetch, poll_source
+from monitor.polling import Fetch, PollNotRecorded, poll_source
 from monitor.positions import open_positions
 from monitor.settings import Settings
 from monitor.wiring import health_rules, poll_hooks
@@ -68,6 +73,7 @@ class Daemon:
     stop_event: threading.Event = field(default_factory=threading.Event)
     channels: dict[str, Channel] = field(default_factory=dict)
     _holding: bool = False
+    _dispatcher: Dispatcher | None = None  # the scheduled deliveries' while this process runs its jobs
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -76,14 +82,20 @@ class Daemon:
     # -- the jobs -----------------------------------------------------------------------------------
 
     def poll(self, source: str) -> PollResult:
-        result = poll_source(
-            self.engine,
-            self.settings,
-            source,
-            self.fetch,
-            clock=self.clock,
-            hooks=poll_hooks(self.settings, self.clock),
-        )
+        """Poll `source` once, count and log the outcome. A poll that could not even be recorded (the
+        database is gone) is counted and logged as failed, kind "not_recorded", and returned with id 0."""
+        started = self.clock()
+        try:
+            result = poll_source(
+                self.engine,
+                self.settings,
+                source,
+                self.fetch,
+                clock=self.clock,
+                hooks=poll_hooks(self.settings, self.clock),
+            )
+        except PollNotRecorded as exc:
+            result = PollResult(0, source, "poll", "failed", started, error=str(exc), error_kind="not_recorded")
         self.metrics.observe_poll(result)
         line = f"poll {source}: {result.outcome} in {result.duration_ms:.0f} ms"
         if result.outcome == "ok":
@@ -121,37 +133,43 @@ class Daemon:
         return stale
 
     def deliver(self) -> DeliveryReport:
-        total = DeliveryReport()
-        while not self.stop_event.is_set():
-            report = deliver_due(
-                self.engine,
-                self.channels,
-                clock=self.clock,
-                policy=delivery_policy(self.settings),
-                should_stop=self.stop_event.is_set,
-            )
-            for attr in ("sent", "retried", "failed"):
-                setattr(total, attr, getattr(total, attr) + getattr(report, attr))
-            total.errors.extend(report.errors)
-            if report.attempted == 0:
-                break
-        self.metrics.observe_delivery(total)
-        if total.attempted:
-            log.info("alerts: %d sent, %d to retry, %d failed", total.sent, total.retried, total.failed)
-        for line in total.errors:
-            log.warning("alert delivery %s", line)
+        """Deliver everything due now and wait for it (`run --once`, the demo); a stop cuts it short."""
+        total = deliver_due(
+            self.engine,
+            self.channels,
+            clock=self.clock,
+            policy=delivery_policy(self.settings),
+            should_stop=self.stop_event.is_set,
+        )
+        self._observe_delivery(total)
         return total
+
+    def dispatch_deliveries(self) -> None:
+        """The scheduled deliver job: start the channel workers that are due, without waiting for them (each
+        logs its own outcome when it ends)."""
+        dispatcher = self._dispatcher  # read once: a stop may clear it meanwhile
+        if dispatcher is not None:
+            dispatcher.dispatch()
+
+    def _observe_delivery(self, report: DeliveryReport) -> None:
+        self.metrics.observe_delivery(report)
+        if report.attempted:
+            log.info("alerts: %d sent, %d to retry, %d failed", report.sent, report.retried, report.failed)
+        for line in report.errors:
+            log.warning("alert delivery %s", line)
 
     # -- one cycle, or forever ------------------------------------------------------------------------
 
-    def cycle(self) -> CycleReport:
-        """Everything once, in order (`tierdrift run --once`)."""
+    def cycle(self, *, deliver: bool = True) -> CycleReport:
+        """Everything once, in order (`tierdrift run --once`). `deliver=False` leaves the delivery to the
+        caller, which can then release the writer lock first: no lock is held while a receiver is waited on."""
         report = CycleReport()
         for source in self.settings.sources:
             report.polls.append(self.poll(source))
         report.market_failures = self.refresh_market()
         self.check_health()
-        report.delivery = self.deliver()
+        if deliver:
+            report.delivery = self.deliver()
         return report
 
     def _guarded(self, job: Callable[[], object]) -> Callable[[], None]:
@@ -188,7 +206,9 @@ class Daemon:
                 id=f"poll:{source}",
                 next_run_time=now + timedelta(seconds=n),  # first polls at once, a second apart
             )
-        sched.add_job(self._guarded(self.deliver), IntervalTrigger(seconds=s.deliver_interval_seconds), id="deliver")
+        sched.add_job(
+            self._guarded(self.dispatch_deliveries), IntervalTrigger(seconds=s.deliver_interval_seconds), id="deliver"
+        )
         sched.add_job(
             self._guarded(self.refresh_market),
             IntervalTrigger(seconds=s.market_interval_seconds),
@@ -210,11 +230,19 @@ class Daemon:
                 self._holding = True
                 self.metrics.standby.set(0)
                 log.info("writer lock taken (%s): running", self.lock.describe())
+                self._dispatcher = Dispatcher(
+                    self.engine,
+                    self.channels,
+                    clock=self.clock,
+                    policy=delivery_policy(self.settings),
+                    on_done=self._observe_delivery,
+                )
                 sched = self._scheduler()
                 sched.start()
                 while not self.stop_event.wait(1.0) and self._holding:
                     pass
                 log.info("stopping: waiting for running jobs")
+                self._stop_deliveries()
                 sched.shutdown(wait=True)
                 self._holding = False
         finally:
@@ -222,6 +250,12 @@ class Daemon:
             for channel in self.channels.values():
                 channel.close()
             log.info("stopped")
+
+    def _stop_deliveries(self) -> None:
+        """Cut the sends in flight off, so that stopping (or losing the lock) never waits on a receiver."""
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None and not dispatcher.stop():
+            log.warning("alert delivery: a send did not come back after being cut off; it stays pending")
 
     @property
     def holding(self) -> bool:

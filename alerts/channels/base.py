@@ -3,6 +3,10 @@
 A channel never retries by itself and never raises for a delivery failure: it returns a `SendResult`,
 and the outbox (alerts.outbox) decides about retries, backoff and giving up. Messages in results are one
 line and never contain a secret.
+
+A send is bounded in time: the real channels give up after their `deadline` (seconds, an attribute the
+delivery loop also reads to size its claims) however slowly the receiver answers, and cut off at once when
+the `alerts.channels.watchdog.Abort` they run under is aborted (a stopping daemon).
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ With a secret configured, requests carry the Standard Webhooks headers (alerts.s
 Outcomes, as `SendResult`: 2xx ok; 410 gone (disable the channel); 408, 429 and 5xx retryable, honouring
 `Retry-After`; other 3xx/4xx not retryable; timeouts and connection errors retryable. The URL may carry
 a token (Slack and Discord put it in the path), so it is only ever shown as `scheme://host[:port]/…`.
+
+One bad receiver must cost little: each attempt has a total deadline (`attempt_deadline`), enforced by an
+`alerts.channels.watchdog.Watchdog` that cuts the connection off however slowly the receiver drip-feeds
+its headers or body (httpx's timeouts bound each read, not the attempt); the response is streamed, a 2xx
+body is never read, and of an error body only the first few KiB. Connections are not kept alive: each
+attempt opens its own, so that the watchdog always knows the socket it has to cut.
 """
 
 from __future__ import annotations
@@ -14,15 +20,18 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import unquote
 
+import httpcore
 import httpx
 
 from alerts.channels.base import SendResult
+from alerts.channels.watchdog import Watchdog, track_socket
 from alerts.config import WebhookConfig
 from alerts.model import Alert
 from alerts.render import render_chat, render_json
@@ -39,6 +48,8 @@ USER_AGENT = f"tierdrift/{_VERSION}"
 MAX_RETRY_AFTER = 3600.0
 #: Characters of a failed response's body kept in the error (Slack and Discord explain failures there).
 _BODY_SNIPPET = 200
+#: Bytes of a failed response's body read at most, however large it is: the snippet comes from these.
+_BODY_READ = 4096
 
 
 def redact_url(url: httpx.URL) -> str:
@@ -73,9 +84,41 @@ def _retryable_status(status: int) -> bool:
     return status in (408, 429) or status >= 500
 
 
+class _TrackedBackend(httpcore.SyncBackend):
+    """httpcore's blocking network backend, registering each new socket with the attempt's watchdog."""
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = super().connect_tcp(host, port, timeout, local_address, socket_options)
+        track_socket(stream.get_extra_info("socket"))
+        return stream
+
+
+def _tracked_transport(url: httpx.URL) -> httpx.HTTPTransport:
+    """A transport without keep-alive whose sockets the current watchdog can cut off. The proxy, if any, is
+    the environment's (HTTPS_PROXY, NO_PROXY…), as httpx would pick it for a client without a transport."""
+    proxies = urllib.request.getproxies_environment()
+    proxy = None if urllib.request.proxy_bypass(url.host) else proxies.get(url.scheme) or proxies.get("all")
+    transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0), proxy=proxy)
+    # httpx builds its httpcore pool itself and takes no network backend: give the pool ours. Checked, so
+    # that an httpx that changes this fails at start-up (and in tests/test_faults_delivery.py), not silently.
+    pool = getattr(transport, "_pool", None)
+    if pool is None or not hasattr(pool, "_network_backend"):
+        raise RuntimeError("this httpx version offers no way to cut a connection off (tierdrift needs 0.27 or 0.28)")
+    pool._network_backend = _TrackedBackend()
+    return transport
+
+
 class WebhookChannel:
     """POSTs each alert to `config.url`. `client` (an injected `httpx.Client`) lets tests and callers share
-    a transport; otherwise the channel owns one and `close()` closes it. `clock` returns Unix seconds and
+    a transport (the deadline is then only checked between reads of the body, the watchdog knowing no
+    socket of it); otherwise the channel owns one and `close()` closes it. `clock` returns Unix seconds and
     stamps `webhook-timestamp` and dates in `Retry-After`.
 
     Raises `ValueError` (naming no secret) when the URL is not http(s) or the secret is not valid base64:
@@ -97,9 +140,14 @@ class WebhookChannel:
             secret_key(self._secret)  # fail now on a malformed secret
         self._where = redact_url(self._url)
         self._owns_client = client is None
+        self.deadline = config.attempt_deadline
         # Redirects are not followed: a hook that moved must be reconfigured, and the POST must not be
         # replayed (with its signature) to wherever a redirect points.
-        self._client = client if client is not None else httpx.Client(follow_redirects=False)
+        self._client = (
+            client
+            if client is not None
+            else httpx.Client(follow_redirects=False, transport=_tracked_transport(self._url))
+        )
         self._clock = clock
 
     def describe(self) -> str:
@@ -119,7 +167,8 @@ class WebhookChannel:
 
     def headers(self, alert: Alert, body: bytes) -> dict[str, str]:
         """Request headers; with a secret, the Standard Webhooks trio signed at the current clock."""
-        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+        # identity: an error body is read raw and only its first bytes, which a compressed body would garble.
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT, "accept-encoding": "identity"}
         if self._secret is not None:
             timestamp = int(self._clock())
             headers["webhook-id"] = alert.id
@@ -128,27 +177,39 @@ class WebhookChannel:
         return headers
 
     def send(self, alert: Alert) -> SendResult:
-        """POST `alert` once and classify the outcome; never raises for a delivery failure."""
+        """POST `alert` once, within `deadline` seconds in all, and classify the outcome; never raises for a
+        delivery failure."""
         body = self.body(alert)
-        try:
-            response = self._client.post(
-                self._url, content=body, headers=self.headers(alert, body), timeout=self._config.timeout
-            )
-        except httpx.TimeoutException:
-            return SendResult(ok=False, error=f"timed out after {self._config.timeout:g}s posting to {self._where}")
-        except httpx.UnsupportedProtocol:
-            return SendResult(ok=False, error=f"unsupported URL scheme for {self._where}", retryable=False)
-        except httpx.TransportError as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return SendResult(ok=False, error=f"could not reach {self._where}: {self._scrub(reason)}")
-        return self._classify(response)
+        with Watchdog(self.deadline) as dog:
+            try:
+                with self._client.stream(
+                    "POST", self._url, content=body, headers=self.headers(alert, body), timeout=self._config.timeout
+                ) as response:
+                    return self._classify(response, dog)
+            except httpx.TransportError as exc:
+                return self._cut_off(dog) if dog.reason else self._transport_failure(exc)
+            except _Expired:
+                return self._cut_off(dog)
 
-    def _classify(self, response: httpx.Response) -> SendResult:
+    def _cut_off(self, dog: Watchdog) -> SendResult:
+        if dog.reason == "aborted":
+            return SendResult(ok=False, error=f"abandoned while waiting for {self._where}: stopping")
+        return SendResult(ok=False, error=f"no complete answer within {self.deadline:g} s from {self._where}")
+
+    def _transport_failure(self, exc: httpx.TransportError) -> SendResult:
+        if isinstance(exc, httpx.TimeoutException):
+            return SendResult(ok=False, error=f"timed out after {self._config.timeout:g}s posting to {self._where}")
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            return SendResult(ok=False, error=f"unsupported URL scheme for {self._where}", retryable=False)
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return SendResult(ok=False, error=f"could not reach {self._where}: {self._scrub(reason)}")
+
+    def _classify(self, response: httpx.Response, dog: Watchdog) -> SendResult:
         status = response.status_code
         if 200 <= status < 300:
-            return SendResult.success()
+            return SendResult.success()  # the body is never read: closing the stream drops the connection
         error = f"HTTP {status} {response.reason_phrase} from {self._where}"
-        snippet = self._snippet(response)
+        snippet = self._snippet(response, dog)
         if snippet:
             error += f": {snippet}"
         if status == 410:
@@ -160,11 +221,25 @@ class WebhookChannel:
             error += " (redirects are not followed: configure the final URL)"
         return SendResult(ok=False, error=error, retryable=False)
 
-    def _snippet(self, response: httpx.Response) -> str:
+    def _snippet(self, response: httpx.Response, dog: Watchdog) -> str:
+        """The start of an error body, on one line, scrubbed: at most `_BODY_READ` bytes are read."""
+        if response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+            return ""  # asked for identity, got something else: not worth decoding a bomb for
+        raw = bytearray()
+        for chunk in response.iter_raw():
+            if dog.check():
+                raise _Expired
+            raw += chunk
+            if len(raw) >= _BODY_READ:
+                break
+        truncated = len(raw) >= _BODY_READ
         try:
-            text = response.text
-        except (UnicodeDecodeError, LookupError):
-            return ""
+            text = bytes(raw[:_BODY_READ]).decode(response.charset_encoding or "utf-8", "replace")
+        except LookupError:  # an unknown charset
+            text = bytes(raw[:_BODY_READ]).decode("utf-8", "replace")
+        if truncated:
+            # A secret cut in two at the end would escape the scrubbing: drop as much as the longest could be.
+            text = text[: max(0, len(text) - self._longest_piece)]
         return self._scrub(" ".join(text.split()))[:_BODY_SNIPPET]
 
     def _scrub(self, text: str) -> str:
@@ -185,3 +260,11 @@ class WebhookChannel:
             pieces.append(self._secret)
         # Longest first, so that the whole URL goes before its parts; "/" alone would mangle every message.
         return sorted({p for p in pieces if len(p) > 1}, key=len, reverse=True)
+
+    @property
+    def _longest_piece(self) -> int:
+        return max((len(p) for p in self._secret_pieces()), default=0)
+
+
+class _Expired(Exception):
+    """The deadline passed between two reads of a body (an injected client, whose sockets are unknown)."""
