@@ -9,14 +9,24 @@ that both agree.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
+from urllib.parse import unquote
 
 from snapshots.errors import TierdriftError
 
 
 class ConfigError(TierdriftError):
     pass
+
+
+# `scheme://user:password@`, split as SQLAlchemy does (user up to the first `:`, password up to the next
+# `@`), but an unencoded `@` in the password must not leak its tail: `p@ss@host` hides `p@ss`.
+_USERINFO = re.compile(r"^(?P<head>[A-Za-z][\w+.-]*://[^:/]*):(?P<password>[^@]*(?:@[^@/?]*(?=@))*)@")
+# `?password=…` / `&sslpassword=…`: libpq takes the password as a query parameter too. SQLAlchemy reads
+# the query to its end, `#` included.
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&][^=&]*password=)(?P<password>[^&]*)", re.IGNORECASE)
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -35,6 +45,17 @@ def default_config_file() -> Path:
     return _xdg("XDG_CONFIG_HOME", ".config") / "tierdrift" / "config.toml"
 
 
+#: UTF-8, with the byte-order mark that some Windows editors write skipped.
+CONFIG_ENCODING = "utf-8-sig"
+
+
+def require_file(config_file: Path) -> None:
+    """A config file named explicitly (`--config`) must be there: a typo must not mean "all defaults"."""
+    if not config_file.is_file():
+        what = "is not a file" if config_file.exists() else "does not exist"
+        raise ConfigError(f"config file {config_file} {what}")
+
+
 def default_database_url() -> str:
     return f"sqlite:///{default_data_dir() / 'tierdrift.db'}"
 
@@ -46,16 +67,29 @@ def database_url(config_file: Path | None = None, override: str | None = None) -
     if env:
         return env
     path = config_file or default_config_file()
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file {config_file} does not exist")
+    if config_file is not None:
+        require_file(config_file)
     if path.is_file():
         try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read config file {path}: {str(exc).splitlines()[0]}") from None
+            data = tomllib.loads(path.read_text(encoding=CONFIG_ENCODING))
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: TOML nested thousands deep
+            raise ConfigError(f"cannot read config file {path}: {(str(exc).splitlines() or ['?'])[0]}") from None
         value = data.get("database_url")
         if value is not None:
             if not isinstance(value, str):
                 raise ConfigError("invalid setting database_url: must be a string")
             return value
     return default_database_url()
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit to show: the password of `user:pass@` and of `?password=` (any `…password`
+    parameter) replaced by `***`. Works on text that does not parse as a URL too."""
+    hidden = _USERINFO.sub(r"\g<head>:***@", url, count=1)
+    return _QUERY_PASSWORD.sub(r"\g<head>***", hidden)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords in a database URL, as written and percent-decoded, for redaction of messages."""
+    found = [m["password"] for m in (_USERINFO.match(url), *_QUERY_PASSWORD.finditer(url)) if m]
+    return sorted({v for raw in found if raw for v in (raw, unquote(raw))}, key=len, reverse=True)
