@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from monitor import storage
 from monitor.exchanges.errors import one_line
 from monitor.settings import Settings
 from snapshots.errors import TierdriftError
@@ -56,6 +57,10 @@ class _Attempt:
     started: datetime
     t0: float
     hooks: Sequence[Hook]
+
+    @property
+    def url(self) -> str:
+        return str(self.engine.url)  # SQLAlchemy shows a password as ***
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000
@@ -91,12 +96,12 @@ def poll_source(
         snap = fetch(source, settings)
     except Exception as exc:  # a bug or an unmapped library error too: recorded, never swallowed
         until = rest_until(exc, attempt.started)
-        reason = describe(exc) + (_rest_note(until) if until else "")
+        reason = describe(exc, attempt.url) + (_rest_note(until) if until else "")
         return _fail(attempt, reason, _label(exc), until)
     try:
         return _apply(attempt, settings, snap, accept_removals)
     except Exception as exc:  # the transaction was rolled back as the session closed
-        return _fail(attempt, describe(exc), _label(exc))
+        return _fail(attempt, describe(exc, attempt.url), _label(exc))
 
 
 def _apply(attempt: _Attempt, settings: Settings, snap: Snapshot, accept_removals: bool) -> PollResult:
@@ -114,10 +119,14 @@ def _apply(attempt: _Attempt, settings: Settings, snap: Snapshot, accept_removal
     return result
 
 
-def describe(exc: Exception) -> str:
-    """The one-line reason a poll records for `exc`; "unexpected …" for what is not a `TierdriftError`."""
+def describe(exc: Exception, url: str | None = None) -> str:
+    """The one-line reason a poll records for `exc`: the database's own sentence for a storage failure (full,
+    read-only, locked…), "unexpected …" for anything else that is not a `TierdriftError`."""
     if isinstance(exc, TierdriftError):
         return " ".join(str(exc).split())
+    known = storage.describe(exc, url)
+    if known is not None:
+        return known
     # SQLAlchemy's message appends the statement and its parameters; the driver's own says what went wrong.
     cause = getattr(exc, "orig", None)
     text = one_line(str(cause if isinstance(cause, BaseException) else exc))
@@ -126,6 +135,8 @@ def describe(exc: Exception) -> str:
 
 def _label(exc: Exception) -> str:
     """`FetchTimeout` → "fetch_timeout": a short, stable label of why a poll failed, for metrics."""
+    if not isinstance(exc, TierdriftError) and storage.describe(exc, None) is not None:
+        return "storage"
     if not isinstance(exc, TierdriftError) or isinstance(exc, ApplyFailed):
         return "unexpected"
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
@@ -166,7 +177,7 @@ def _resting(attempt: _Attempt) -> tuple[datetime, str] | None:
         with Session(attempt.engine) as session:
             asked = requested_rest(session, attempt.source)
     except Exception as exc:  # without the history there is nothing to record the poll in either
-        raise PollNotRecorded(f"{attempt.source}: cannot read the poll history: {describe(exc)}") from exc
+        raise PollNotRecorded(f"{attempt.source}: cannot read the poll history: {describe(exc, attempt.url)}") from exc
     if asked is None:
         return None
     reason = resting_reason(attempt.started, asked.until, asked.reason, asked.kind)
@@ -178,12 +189,12 @@ def _fail(attempt: _Attempt, reason: str, kind: str, retry_at: datetime | None =
     try:
         return _record(attempt, reason, kind, retry_at, attempt.hooks)
     except Exception as exc:
-        hook_error = describe(exc)
+        hook_error = describe(exc, attempt.url)
     try:
         return _record(attempt, f"{reason} (recording its effects failed too: {hook_error})", kind, retry_at, ())
     except Exception as exc:
         raise PollNotRecorded(
-            f"{attempt.source}: the poll failed ({reason}) and could not be recorded: {describe(exc)}"
+            f"{attempt.source}: the poll failed ({reason}) and could not be recorded: {describe(exc, attempt.url)}"
         ) from exc
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -462,6 +463,25 @@ def test_a_database_error_on_one_symbol_names_that_symbol(sqlite_scenario: Scena
     assert r.error == "ETH/USDT:USDT: unexpected IntegrityError while applying its table: row is locked (simulated)"
 
 
+def test_a_full_database_is_named_as_such(sqlite_scenario: Scenario) -> None:
+    sc = sqlite_scenario
+    sc.poll()
+
+    def cap(dbapi_conn: Any, _record: Any) -> None:  # as SQLite answers on a full disk: SQLITE_FULL
+        pages = dbapi_conn.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_conn.execute(f"PRAGMA max_page_count={pages}")
+
+    event.listen(sc.engine, "connect", cap)
+    sc.engine.dispose()  # every connection from now on is capped
+    eth = snapshot(T0).tables["ETH/USDT:USDT"]
+    listed = {f"X{n}/USDT:USDT": replace(eth, symbol=f"X{n}/USDT:USDT") for n in range(400)}
+    r = sc.poll(lambda: Snapshot(USDM, sc.now, "test", {**snapshot(sc.now).tables, **listed}))
+    # The big write is rolled back; the small failed-poll row still fits in the pages the file has.
+    assert (r.outcome, r.error_kind) == ("failed", "storage")
+    assert r.error is not None and r.error.startswith("database or disk is full (") and r.poll_id > 0
+    assert sc.count(TableVersion) == 2 and sc.count(ChangeRecord) == 0
+
+
 def test_when_not_even_the_failure_can_be_recorded(sqlite_scenario: Scenario, sqlite_url: str) -> None:
     sc = sqlite_scenario
     sc.poll()
@@ -499,7 +519,8 @@ def test_a_source_rests_as_the_exchange_asks(scenario: Scenario, db_url: str) ->
     until = T0 + timedelta(minutes=10)
     assert (first.outcome, first.error_kind, first.retry_at) == ("failed", "rate_limited", until)
     assert (
-        first.error == "rate limited (HTTP 403 from exchange); resting until 2026-12-01T22:40:05Z, no request before then"
+        first.error
+        == "rate limited (HTTP 403 from exchange); resting until 2026-12-01T22:40:05Z, no request before then"
     )
     resting = "resting until 2026-12-01T22:40:05Z, no request before then: rate limited (HTTP 403 from exchange)"
     for minutes in (5, 4):  # T0 + 5 min, T0 + 9 min: the exchange is left alone
