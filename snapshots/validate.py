@@ -3,12 +3,12 @@
 A table is well formed when it has at least one tier, the first floor is 0, tiers are contiguous
 (floor_{n+1} = cap_n), the maintenance rate is non-decreasing and the max leverage non-increasing.
 Every number is finite and every tier index a whole number in 1..2**31 − 1 (what a database integer
-holds on every backend). The maintenance rate does not exceed the initial margin rate (rate × max
-leverage ≤ 1) and is at least 0.01 %: all 469,765 tiers of the 134 real Binance USDⓈ-M versions, the Bybit
+holds on every backend). The maintenance rate is below the initial margin rate (rate × max
+leverage < 1) and is at least 0.01 %: all 469,765 tiers of the 134 real Binance USDⓈ-M versions, the Bybit
 files and the recorded COIN-M and inverse answers satisfy both with room to spare (largest rate ×
 leverage 0.9, smallest rate 0.4 %; domain doc §8), so a table that breaks them is a unit mistake (a
-percent read as a fraction: 0.4 for 0.4 % gives 0.4 × 125 = 50), not a tightening. The bound is 1, not
-0.9: a table exactly at it is implausible but harmless, and any unit mistake lands far beyond it.
+percent read as a fraction: 0.4 for 0.4 % gives 0.4 × 125 = 50), not a tightening. At exactly 1 a position
+opened at the tier's maximum leverage would be liquidated the moment it opened: no exchange publishes that.
 The maintenance amount follows A_1 = 0, A_n = A_{n-1} + floor_n × (r_n − r_{n-1}): it is derived when the
 source lacks it, and when the source's value disagrees, the source's value is kept and a warning is
 recorded (the exchange computes margin with its own number, not ours).
@@ -159,16 +159,16 @@ def _check_numbers(symbol: str, row: RowIn) -> None:
 def _check_margin_rates(symbol: str, row: RowIn) -> None:
     """Maintenance below initial margin, and not implausibly small: both hold in every real table."""
     product = row.rate * row.max_leverage
-    if product > 1 + 1e-9:  # the tolerance absorbs float error in products such as 0.02 × 50
+    if product >= 1 - 1e-9:  # the tolerance: 0.02 × 50 is 1.0000000000000002, and 1 itself is refused
         raise InvalidTable(
             symbol,
             f"tier {row.index}: maintenance rate {row.rate:g} × max leverage {row.max_leverage:g} = {product:g} "
-            "is above 1 (maintenance margin above initial margin); looks like a percent read as a fraction",
+            "is not below 1 (maintenance margin not below initial margin); looks like a percent read as a fraction",
         )
-    if row.initial_margin_rate is not None and row.rate > row.initial_margin_rate:
+    if row.initial_margin_rate is not None and row.rate >= row.initial_margin_rate:
         raise InvalidTable(
             symbol,
-            f"tier {row.index}: maintenance rate {row.rate:g} is above the initial margin rate "
+            f"tier {row.index}: maintenance rate {row.rate:g} is not below the initial margin rate "
             f"{row.initial_margin_rate:g}; looks like a percent read as a fraction",
         )
     if row.rate < MIN_RATE:

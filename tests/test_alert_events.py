@@ -116,7 +116,7 @@ def snapshot(at: datetime, eth: list[tuple[float, float, float]]) -> Snapshot:
 def test_digest_is_enqueued_with_the_changes_and_rolls_back_with_them(engine: Engine, db_url: str) -> None:
     settings = Settings(database_url=db_url, webhook_url="http://127.0.0.1:9/hook")  # type: ignore[arg-type]
     clock = [T0]
-    tighter = [(f, r * 2, lev) for f, r, lev in ETH_ROWS]
+    tighter = [(f, r * 1.5, lev) for f, r, lev in ETH_ROWS]  # rate × leverage stays below 1
     snaps = iter([snapshot(T0, ETH_ROWS), snapshot(T0 + timedelta(minutes=5), tighter)])
     hooks = poll_hooks(settings, lambda: clock[0])
     poll_source(engine, settings, "binance-usdm", lambda s, st: next(snaps), clock=lambda: clock[0], hooks=hooks)

@@ -36,7 +36,7 @@ def archive(tmp_path: Path, name: str, **symbols: list[tuple[float, float, float
 
 @pytest.fixture
 def history(tmp_path: Path, db_url: str) -> str:
-    tighter = [(f, r * 2, lev) for f, r, lev in ETH_ROWS]
+    tighter = [(f, r * 1.5, lev) for f, r, lev in ETH_ROWS]  # rate × leverage stays below 1
     files = [
         archive(tmp_path, "2024-03-01_b.json", BTC=BTC_ROWS, ETH=ETH_ROWS),
         archive(tmp_path, "2024-02-01_a.json.gz", BTC=BTC_ROWS, ETH=ETH_ROWS),
@@ -56,7 +56,7 @@ def test_tiers_json_contract_and_time_travel(history: str) -> None:
     after = js(run(history, "tiers", "ETH/USDT:USDT", "--source", "binance-usdm", "--json"))
     assert all(set(t) == TIER_KEYS for t in before)
     assert [t["maintenance_margin_rate"] for t in before] == [r for _, r, _ in ETH_ROWS]
-    assert [t["maintenance_margin_rate"] for t in after] == pytest.approx([2 * r for _, r, _ in ETH_ROWS])
+    assert [t["maintenance_margin_rate"] for t in after] == pytest.approx([1.5 * r for _, r, _ in ETH_ROWS])
     assert [t["maintenance_amount"] for t in before] == pytest.approx([0, 15, 365, 5365])
 
 
@@ -68,7 +68,7 @@ def test_changes_json_contract(history: str) -> None:
     assert first["detected_at"] == "2024-04-01T00:00:00Z"
     assert first["previous_poll_at"] == "2024-03-01T00:00:00Z"
     assert first["kind"] == "tier_changed" and first["field"] == "maintenance_margin_rate"
-    assert (first["old"], first["new"]) == (0.005, 0.01)
+    assert (first["old"], first["new"]) == (0.005, 0.0075)
     assert js(run(history, "changes", "--since", "2024-04-02", "--json")) == []
     assert len(js(run(history, "changes", "--symbol", "ETHUSDT", "--source", "binance-usdm", "--json"))) == len(rows)
 

@@ -8,6 +8,8 @@ fields that differ in a tier both tables have.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,8 +39,8 @@ def tables(draw: st.DrawFn) -> TierTable:
     rates = sorted(draw(st.lists(st.sampled_from(RATES), min_size=n, max_size=n)))
     rows, leverage = [], 150.0
     for i, (index, floor, rate) in enumerate(zip(indexes, floors, rates, strict=True)):
-        # Max leverage is non-increasing and keeps rate × leverage ≤ 1, as validation requires.
-        leverage = min(leverage, float(draw(st.integers(1, max(1, int(1 / rate))))))
+        # Max leverage is non-increasing and keeps rate × leverage < 1, as validation requires.
+        leverage = min(leverage, float(draw(st.integers(1, max(1, math.ceil(1 / rate) - 1)))))
         cap = floors[i + 1] if i + 1 < n else top
         amount = draw(st.one_of(st.none(), st.sampled_from((0.0, 50.0, 1_300.0)))) if i else 0.0
         rows.append(RowIn(index, floor, cap, rate, amount, leverage))

@@ -258,7 +258,7 @@ def rows_of(*spec: tuple[float, float, float, float]) -> list[RowIn]:
         ([RowIn(2**31, 0, 5e4, 0.004, None, 125)], "tier index 2147483648 is outside"),
         (rows_of((0, 5e4, 0.004, 125), (5e4, 1e6, 0.5, 100)), "tier 2: maintenance rate 0.5 × max leverage 100 = 50"),
         (rows_of((0, 5e4, 0.00004, 125)), "below 0.01%, far under any real table; looks like a fraction read as"),
-        ([RowIn(1, 0, 5e4, 0.02, None, 50, initial_margin_rate=0.01)], "is above the initial margin rate 0.01"),
+        ([RowIn(1, 0, 5e4, 0.015, None, 50, initial_margin_rate=0.01)], "is not below the initial margin rate 0.01"),
     ],
     ids=["nan-cap", "inf-top-cap", "index-0", "index-2**31", "percent", "fraction-as-percent", "above-initial"],
 )
@@ -269,9 +269,12 @@ def test_validation_rejects_what_no_real_table_holds(rows: list[RowIn], words: s
     assert message.startswith("BAD/USDT:USDT: tier") and words in message and "\n" not in message
 
 
-def test_exactly_at_the_initial_margin_is_accepted() -> None:
-    table = build_table(USDM, "X", Unit.QUOTE, rows_of((0, 1e4, 0.01, 100), (1e4, 1e5, 0.02, 50)))
-    assert [t.maintenance_margin_rate * t.max_leverage for t in table.tiers] == [1.0, 1.0]
+def test_exactly_at_the_initial_margin_is_refused_and_just_below_accepted() -> None:
+    # At rate × leverage = 1 a position opened at the maximum leverage is liquidated as it opens.
+    with pytest.raises(InvalidTable, match=r"tier 2: maintenance rate 0.02 × max leverage 50 = 1 is not below 1"):
+        build_table(USDM, "X", Unit.QUOTE, rows_of((0, 1e4, 0.01, 50), (1e4, 1e5, 0.02, 50)))
+    table = build_table(USDM, "X", Unit.QUOTE, rows_of((0, 1e4, 0.01, 90), (1e4, 1e5, 0.02, 45)))
+    assert [round(t.maintenance_margin_rate * t.max_leverage, 9) for t in table.tiers] == [0.9, 0.9]
 
 
 @pytest.mark.parametrize(
