@@ -6,16 +6,22 @@ a crash is identical to the first attempt, and golden files can pin the output (
 - `render_text` / `render_html`: the two parts of the e-mail; `subject` its Subject line.
 - `render_json`: the versioned webhook payload (schema `tierdrift.alert/v1`, see `SCHEMA`).
 - `render_chat`: Slack and Discord incoming-webhook bodies, cut to each service's message limit.
+
+Alert text quotes exchanges' symbols and error messages and users' notes: it is data in every human
+rendering. Its control, format and separator characters are shown as escapes (`snapshots.printable`),
+and it is escaped for each medium (HTML, Slack mrkdwn, Discord markdown). The webhook JSON keeps it as is.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from alerts.model import SCHEMA_VERSION, Alert, Severity
+from snapshots.printable import printable
 
 #: The payload's `schema` value; a receiver switches on it. Bump with `alerts.model.SCHEMA_VERSION`.
 SCHEMA = f"tierdrift.alert/v{SCHEMA_VERSION}"
@@ -39,10 +45,26 @@ def iso_utc(dt: datetime) -> str:
     return aware.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
+def printable_alert(alert: Alert) -> Alert:
+    """`alert` with every human-readable string (title, lines, rows, source, symbol, id, kind) made
+    `printable`: one line each, no character that could act on a terminal or hide text."""
+    return replace(
+        alert,
+        id=printable(alert.id),
+        kind=printable(alert.kind),
+        title=printable(alert.title),
+        source=None if alert.source is None else printable(alert.source),
+        symbol=None if alert.symbol is None else printable(alert.symbol),
+        lines=tuple(printable(line) for line in alert.lines),
+        rows=tuple((printable(a), printable(b), printable(c)) for a, b, c in alert.rows),
+    )
+
+
 def subject(alert: Alert) -> str:
     """The e-mail Subject: `[tierdrift] <title>`, with `CRITICAL: ` / `WARNING: ` before the title when the
-    severity is at least warning. Line breaks in the title become spaces (a header is one line)."""
-    title = " ".join(alert.title.split())
+    severity is at least warning. Line breaks in the title become spaces (a header is one line); other
+    control characters are shown as escapes."""
+    title = printable(" ".join(alert.title.split()))
     if alert.severity >= Severity.WARNING:
         return f"[tierdrift] {alert.severity.name}: {title}"
     return f"[tierdrift] {title}"
@@ -77,6 +99,7 @@ def _footer_fields(alert: Alert) -> list[tuple[str, str]]:
 def render_text(alert: Alert) -> str:
     """The plain-text e-mail body: title (underlined), summary lines, the old → new table, then a footer
     with id, kind, severity, source, symbol and creation time. Ends with a newline, no trailing spaces."""
+    alert = printable_alert(alert)
     parts = [alert.title, "=" * min(len(alert.title), 72), ""]
     if alert.lines:
         parts += [*alert.lines, ""]
@@ -118,7 +141,9 @@ def _html_table(rows: Sequence[tuple[str, str, str]]) -> list[str]:
 
 def render_html(alert: Alert) -> str:
     """The HTML e-mail body: the same content as `render_text` as a small document with inline styles only
-    and a `<table>` of old → new values. Every piece of alert text is escaped with `html.escape`."""
+    and a `<table>` of old → new values. Every piece of alert text is made printable and escaped with
+    `html.escape`."""
+    alert = printable_alert(alert)
     colour = _SEVERITY_COLOURS.get(alert.severity, "#4a5568")
     footer = " · ".join(f"{k} {_e(v)}" for k, v in _footer_fields(alert))
     parts = [
@@ -172,9 +197,10 @@ def _slack_escape(text: str) -> str:
 
 
 def _discord_escape(text: str) -> str:
-    """Backslash Discord's markdown characters so that text like `1000*` cannot change the formatting; the
-    line-start markers (heading, quote, list, subtext) only matter at the start of the line."""
-    text = "".join("\\" + ch if ch in "\\*_~`|" else ch for ch in text)
+    """Backslash Discord's markdown characters so that text like `1000*` cannot change the formatting, a
+    `[x](http://…)` cannot become a masked link and `<@id>` / `<#id>` / `<t:…>` cannot become a mention or
+    a tag; the line-start markers (heading, quote, list, subtext) only matter at the start of the line."""
+    text = "".join("\\" + ch if ch in "\\*_~`|[<" else ch for ch in text)
     return "\\" + text if text[:1] in ("#", ">", "-") else text
 
 
@@ -223,6 +249,7 @@ def render_chat(alert: Alert, flavour: ChatFlavour) -> dict[str, Any]:
     """
     if flavour not in CHAT_LIMITS:
         raise ValueError(f"unknown chat flavour {flavour!r}; choose slack or discord")
+    alert = printable_alert(alert)
     esc = _slack_escape if flavour == "slack" else _discord_escape
     bold = "*" if flavour == "slack" else "**"
     head = f"{bold}{esc(_clip(alert.title, _CHAT_LINE_MAX))}{bold}"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from monitor import cli_alerts, cli_context, cli_daemon, cli_market, cli_positions, output
+from monitor import cli_alerts, cli_context, cli_daemon, cli_errors, cli_market, cli_positions, output
 from snapshots.errors import TierdriftError
 from snapshots.history import (
     StoredChange,
@@ -62,7 +62,9 @@ def _root(
         typer.Option("--db", help="Database URL, overriding the settings (e.g. sqlite:///tiers.db)."),
     ] = None,
 ) -> None:
-    ctx.obj = cli_context.Context(config=config, database_url=db)
+    # `run` hands in the Context, so that its error boundary can name the database a failure concerns.
+    c = ctx.ensure_object(cli_context.Context)
+    c.config, c.database_url = config, db
 
 
 # -- writing commands -------------------------------------------------------------------------------
@@ -87,6 +89,7 @@ def poll(
 
     c = cli_context.get(ctx)
     sources = [check_source(s) for s in source] if source else c.settings.sources
+    cli_context.warn(c.settings)  # no channel: the changes are stored, and nobody hears of them
     lock = writer_lock(c.engine)
     if not lock.acquire():
         raise LockHeld(f"`tierdrift run` (or another poll) holds the {lock.describe()} and is already polling")
@@ -94,9 +97,11 @@ def poll(
         results = [
             _poll_one(c, name, lambda src, st: fetch_snapshot(src, st, now=utcnow), accept_removals) for name in sources
         ]
-        report = cli_alerts.deliver_all(c) if c.settings.all_channels() else None
     finally:
         lock.release()
+    # After the lock is released: a slow receiver must not keep the daemon from writing. Deliveries are
+    # claimed one by one (alerts.deliver), so delivering alongside the daemon sends nothing twice.
+    report = cli_alerts.deliver_all(c) if c.settings.all_channels() else None
     if as_json:
         output.emit_json([output.poll_json(r) for r in results])
     else:
@@ -139,10 +144,10 @@ def _hooks(c: cli_context.Context) -> list[Hook]:
 
 def _print_result(r: PollResult, limit: int = 40) -> None:
     if r.outcome == "failed":
-        output.console().print(f"{r.source}: FAILED: {r.error}")
+        output.console().print(f"{r.source}: FAILED: {output.safe(r.error)}")
         return
     if r.outcome == "quarantined":
-        output.console().print(f"{r.source}: QUARANTINED: {r.error}")
+        output.console().print(f"{r.source}: QUARANTINED: {output.safe(r.error)}")
         return
     if r.baseline:
         output.console().print(
@@ -156,9 +161,8 @@ def _print_result(r: PollResult, limit: int = 40) -> None:
     for sc in stored[:limit]:
         output.console().print("  " + output.describe_change(sc))
     if len(stored) > limit:
-        output.console().print(
-            f"  … {len(stored) - limit} more: tierdrift changes --source {r.source} --since {iso(r.started_at)}"
-        )
+        since = output.when(r.started_at, sep="T")
+        output.console().print(f"  … {len(stored) - limit} more: tierdrift changes --source {r.source} --since {since}")
 
 
 @app.command("import")
@@ -185,7 +189,7 @@ def import_(
 
     c = cli_context.get(ctx)
     check_source(source)
-    items = plan(files, cli_context.opt_ts(at))
+    items = plan(files, cli_context.opt_ts(at), now=utcnow())
     engine = c.engine
     with Progress(console=output.console(), transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("importing", total=len(items))
@@ -217,10 +221,13 @@ def tiers(
         output.emit_json([t.as_dict() for t in table.tiers])
         return
     unit = "coin" if table.unit.value == "base" else "quote"
-    title = f"{sym} on {source} at {iso(when)} (in force since {iso(info.valid_from)}, {info.provenance})"
+    title = (
+        f"{output.safe(sym)} on {source} at {output.when(when)}"
+        f" (in force since {output.when(info.valid_from)}, {output.safe(info.provenance)})"
+    )
     output.console().print(output.tiers_table(title, table.tiers, unit))
     for w in info.warnings:
-        output.console().print(f"warning: {w}")
+        output.console().print(f"warning: {output.safe(w)}")
 
 
 @app.command()
@@ -230,7 +237,9 @@ def changes(
     symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol (needs --source).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Detected at or after this time.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Detected at or before this time.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many records.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, max=cli_context.MAX_INT, help="At most this many records.")
+    ] = None,
     as_json: cli_context.JsonOpt = False,
 ) -> None:
     """Tier changes detected between polls, oldest first."""
@@ -272,15 +281,22 @@ def history(
     if as_json:
         output.emit_json([output.version_json(v) for v in rows])
         return
-    table = output.new_table(title=f"{sym} on {source}", title_justify="left")
-    for name in ("valid from", "valid to", "hash", "provenance", "warnings"):
-        table.add_column(name)
+    table = output.new_table(
+        "valid from",
+        "valid to",
+        "hash",
+        "provenance",
+        "warnings",
+        wrap=("valid from", "valid to", "provenance"),
+        title=f"{output.safe(sym)} on {source}",
+        title_justify="left",
+    )
     for v in rows:
         table.add_row(
-            iso(v.valid_from),
-            iso(v.valid_to) or "(current)",
+            output.when(v.valid_from),
+            output.when(v.valid_to, "(current)"),
             v.content_hash[:12],
-            v.provenance,
+            output.safe(v.provenance),
             str(len(v.warnings)),
         )
     output.console().print(table)
@@ -295,18 +311,19 @@ def sources(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
     if as_json:
         output.emit_json([output.status_json(s) for s in rows])
         return
-    table = output.new_table()
-    for name in ("source", "symbols", "last poll", "outcome", "last success", "last change", "last error"):
-        table.add_column(name)
+    table = output.new_table(
+        "source", "symbols", "last poll", "outcome", "last success", "last change", "last error",
+        wrap=("last poll", "last success", "last change", "last error"),
+    )  # fmt: skip
     for s in rows:
-        error = f"{iso(s.last_error_at)}: {s.last_error}" if s.last_error_at else ""
+        error = f"{output.when(s.last_error_at)}: {output.safe(s.last_error)}" if s.last_error_at else ""
         table.add_row(
             s.source,
             str(s.symbols),
-            iso(s.last_poll_at) or "never",
+            output.when(s.last_poll_at, "never"),
             s.last_outcome or "",
-            iso(s.last_success_at) or "never",
-            iso(s.last_change_at) or "",
+            output.when(s.last_success_at, "never"),
+            output.when(s.last_change_at, ""),
             error,
         )
     output.console().print(table)
@@ -316,7 +333,7 @@ def sources(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
 def polls(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=cli_context.MAX_INT)] = 20,
     as_json: cli_context.JsonOpt = False,
 ) -> None:
     """Recent polls and imports, newest first, with failures and quarantines and their reasons."""
@@ -340,37 +357,29 @@ def polls(
                     "symbols_changed": p.symbols_changed,
                     "changes": p.changes,
                     "error": p.error,
+                    "error_kind": p.error_kind,
+                    "retry_at": iso(p.retry_at),
                 }
                 for p in rows
             ]
         )
         return
-    table = output.new_table()
-    for name in (
-        "id",
-        "source",
-        "kind",
-        "started",
-        "ms",
-        "outcome",
-        "symbols",
-        "changed",
-        "changes",
-        "error",
-    ):
-        table.add_column(name)
+    table = output.new_table(
+        "id", "source", "kind", "started", "ms", "outcome", "symbols", "changed", "changes", "error",
+        wrap=("started", "error"),
+    )  # fmt: skip
     for p in rows:
         table.add_row(
             str(p.id),
             p.source,
             p.kind,
-            iso(p.started_at),
+            output.when(p.started_at),
             f"{p.duration_ms:.0f}",
             p.outcome,
             str(p.symbols),
             str(p.symbols_changed),
             str(p.changes),
-            p.error or "",
+            output.safe(p.error or ""),
         )
     output.console().print(table)
 
@@ -406,11 +415,29 @@ def app_for(argv: list[str]) -> typer.Typer:
 
 
 def main() -> None:
+    sys.exit(run(sys.argv[1:], debug=cli_errors.debug_requested()))
+
+
+def run(argv: list[str], *, debug: bool = False) -> int:
+    """Run the command line on `argv` and return the exit code. This is the error boundary: whatever goes
+    wrong is printed as one line on stderr (monitor.cli_errors), with its traceback only when `debug`."""
+    bad = cli_errors.not_utf8(argv)
+    if bad is not None:
+        print(bad, file=sys.stderr)
+        return 2
+    context = cli_context.Context()
     try:
-        app_for(sys.argv[1:])()
-    except TierdriftError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
+        code = app_for(argv)(args=argv, prog_name="tierdrift", standalone_mode=False, obj=context)
+    except BaseException as exc:  # the boundary: every exception becomes one line and an exit code
+        return cli_errors.report(exc, _url_of(context), debug=debug)
+    if code == 130:  # Click turns Ctrl-C into exit code 130, silently
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    return code if isinstance(code, int) else 0
+
+
+def _url_of(context: cli_context.Context) -> str | None:
+    """The database URL the failed command used, to name it in the message (None if it cannot be told)."""
+    try:
+        return context.url
+    except TierdriftError:
+        return None

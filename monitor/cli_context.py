@@ -1,8 +1,14 @@
-"""What every command shares: the lazily built settings and engine, common options, time parsing."""
+"""What every command shares: the lazily built settings and engine, common options, time parsing.
+
+Read-only commands open the database through `reader()` or `read_engine`, which never create one: a
+`--db` naming a file that is not there is a one-line `NoDatabase`. Writing commands use `engine`, and
+take SQLite's write lock through `write_session()`, waiting visibly while another process writes.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,16 +18,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor import paths
+from monitor import output, paths, storage
 from monitor.revision import HEAD
+from monitor.storage import NoDatabase
 from snapshots.model import SOURCES
 from snapshots.reader import SqliteReader
 from snapshots.timefmt import parse_ts
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+    from sqlmodel import Session
 
     from monitor.settings import Settings
+
+#: The largest integer SQLite and PostgreSQL store (a signed 64-bit integer): the bound of ids and limits.
+MAX_INT = 2**63 - 1
+WAITING = "waiting for another tierdrift process to finish writing…"
 
 
 @dataclass
@@ -48,7 +60,8 @@ class Context:
     @contextmanager
     def reader(self) -> Iterator[Any]:
         """A connection for read-only queries: the standard library's sqlite3 on an up-to-date SQLite file
-        (no SQLAlchemy import: these commands must start fast), a SQLAlchemy connection otherwise."""
+        (no SQLAlchemy import: these commands must start fast), a SQLAlchemy connection otherwise.
+        Raises `NoDatabase` rather than create a database."""
         conn = _sqlite_at_head(self.url)
         if conn is not None:
             try:
@@ -56,11 +69,12 @@ class Context:
             finally:
                 conn.close()
             return
-        with self.engine.connect() as alchemy:
+        with self.read_engine.connect() as alchemy:
             yield alchemy
 
     @property
     def engine(self) -> Engine:
+        """The engine of writing commands: a missing SQLite database is created, its schema migrated."""
         # SQLAlchemy is heavy to import: commands that can read through sqlite3 never reach this.
         from monitor.database import open_engine
 
@@ -68,15 +82,44 @@ class Context:
             self._engine = open_engine(self.url)
         return self._engine
 
+    @property
+    def read_engine(self) -> Engine:
+        """The engine of read-only commands: `NoDatabase` instead of creating a database that is not there."""
+        from monitor.database import open_engine
+
+        if self._engine is None:
+            self._engine = open_engine(self.url, create=False)
+        return self._engine
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session whose transaction holds the database's write lock from its start, so that a short CLI
+        write waits for a long poll or import to commit instead of failing after the busy timeout. It says
+        once on stderr that it waits. The caller commits."""
+        from sqlmodel import Session
+
+        from monitor.database import begin_write
+
+        with Session(self.engine) as session:
+            begin_write(session.connection(), lambda: print(WAITING, file=sys.stderr, flush=True))
+            yield session
+
 
 def _sqlite_at_head(url: str) -> sqlite3.Connection | None:
-    """A read-only sqlite3 connection when `url` names an existing SQLite file at the current revision."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or "?" in url or len(url) == len(prefix):
+    """A read-only sqlite3 connection when `url` names an existing SQLite file at the current revision;
+    `NoDatabase` when it names a file that does not exist."""
+    if "?" in url:
         return None
-    path = Path(url[len(prefix) :])
-    if not path.is_file():
+    path = storage.sqlite_path(url)
+    if path is None:
         return None
+    try:
+        if not path.exists():
+            raise NoDatabase(str(path))
+        if not path.is_file():
+            return None  # the SQLAlchemy path names the problem (a folder, a device)
+    except OSError:
+        return None  # the SQLAlchemy path names the problem (e.g. a name too long)
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
@@ -96,7 +139,14 @@ def get(ctx: typer.Context) -> Context:
 
 SourceOpt = Annotated[str, typer.Option("--source", "-s", help=f"One of: {', '.join(SOURCES)}.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (a stable contract) instead of a table.")]
+IdArg = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_INT)]
 
 
 def opt_ts(text: str | None) -> datetime | None:
     return parse_ts(text) if text is not None else None
+
+
+def warn(settings: Settings) -> None:
+    """Print, on stderr, what will not work as the user probably expects (above all: no alert channel)."""
+    for line in settings.warnings():
+        print(f"warning: {output.safe(line, limit=None)}", file=sys.stderr)

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
-from typing import Annotated, Any
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from monitor import cli_context, output
 from snapshots.timefmt import utcnow
+
+if TYPE_CHECKING:
+    from alerts.config import ChannelConfig
+    from monitor.daemon import Daemon
+    from monitor.httpserver import HealthServer
+    from monitor.metrics import Metrics
+    from monitor.polling import Fetch
+    from monitor.settings import Settings
 
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 
@@ -22,47 +33,132 @@ def run(
     from monitor import logs
     from monitor.daemon import Daemon
     from monitor.exchanges import fetch_snapshot
-    from monitor.httpserver import HealthServer
-    from monitor.lock import LockHeld, writer_lock
+    from monitor.lock import writer_lock
+    from monitor.metrics import Metrics
 
     c = cli_context.get(ctx)
     settings = c.settings
-    logs.setup(settings.log_format, settings.log_level, settings.secrets())
-    lock = writer_lock(c.engine)
-    daemon = Daemon(settings, c.engine, lambda src, st: fetch_snapshot(src, st, now=utcnow), lock, utcnow)
-    if once:
-        if not lock.acquire():
-            raise LockHeld(f"another tierdrift writer holds the {lock.describe()}; stop it or wait")
-        try:
-            report = daemon.cycle()
-        finally:
-            lock.release()
-        failed = [p for p in report.polls if p.outcome != "ok"]
-        output.console().print(
-            f"cycle: {len(report.polls) - len(failed)}/{len(report.polls)} polls ok, "
-            f"{len(report.market_failures)} market data failures, alerts {report.delivery.sent} sent, "
-            f"{report.delivery.retried} to retry, {report.delivery.failed} failed"
-        )
-        if not report.ok:
-            raise typer.Exit(1)
-        return
-    daemon.metrics.watch_outbox(c.engine)
-    server = None
-    if settings.health_port is not None:
-
-        def ready() -> tuple[bool, str]:
-            if not daemon.holding:
-                return False, "standby: another replica holds the writer lock"
-            return (True, "ready") if lock.still_held() else (False, "writer lock lost")
-
-        server = HealthServer(settings.health_host, settings.health_port, daemon.metrics.exposition, ready).start()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: daemon.stop_event.set())
+    metrics = Metrics()
+    # Start-up checks come first, each a one-line error and exit 1: the health port is bound and the
+    # database opened before anything is logged, locked or polled.
+    server = None if once else _bind_health(settings, metrics)
     try:
+        engine = c.engine
+        logs.setup(settings.log_format, settings.log_level, settings.secrets())
+        _log_start(settings, server.url if server else None, once)
+        lock = writer_lock(engine)
+        fetch: Fetch = lambda src, st: fetch_snapshot(src, st, now=utcnow)  # noqa: E731
+        daemon = Daemon(settings, engine, fetch, lock, utcnow, metrics=metrics)
+        if once:
+            _run_once(daemon)
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):  # before anything answers: a stop is never a kill
+            signal.signal(sig, lambda *_: daemon.stop_event.set())
+        daemon.metrics.watch_outbox(engine)
+        if server is not None:
+            server.ready = _readiness(daemon)
+            server.start()
         daemon.run_forever()
     finally:
         if server is not None:
             server.stop()
+
+
+def _run_once(daemon: Daemon) -> None:
+    from monitor.lock import LockHeld
+
+    lock = daemon.lock
+    if not lock.acquire():
+        raise LockHeld(f"another tierdrift writer holds the {lock.describe()}; stop it or wait")
+    try:
+        report = daemon.cycle(deliver=False)
+    finally:
+        lock.release()
+    report.delivery = daemon.deliver()  # after the lock is released: deliveries are claimed one by one
+    failed = [p for p in report.polls if p.outcome != "ok"]
+    output.console().print(
+        f"cycle: {len(report.polls) - len(failed)}/{len(report.polls)} polls ok, "
+        f"{len(report.market_failures)} market data failures, alerts {report.delivery.sent} sent, "
+        f"{report.delivery.retried} to retry, {report.delivery.failed} failed"
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _bind_health(settings: Settings, metrics: Metrics) -> HealthServer | None:
+    """The health server, bound but not serving yet (`HealthServerError` if it cannot listen), or None."""
+    from monitor.httpserver import HealthServer
+
+    address = settings.health_address
+    if address is None:
+        return None
+    return HealthServer(*address, metrics.exposition, lambda: (False, "starting"))
+
+
+def _readiness(daemon: Daemon) -> Callable[[], tuple[bool, str]]:
+    def ready() -> tuple[bool, str]:
+        if not daemon.holding:
+            return False, "standby: another replica holds the writer lock"
+        return (True, "ready") if daemon.lock.still_held() else (False, "writer lock lost")
+
+    return ready
+
+
+def _log_start(settings: Settings, health_url: str | None, once: bool) -> None:
+    """The start-up summary on the log (stderr), then every warning: a newcomer must learn here, not after
+    the first tier change, that no alert will reach anyone."""
+    log = logging.getLogger("tierdrift")
+    for line in startup_summary(settings, health_url, once, utcnow()):
+        log.info("%s", line)
+    for line in settings.warnings():
+        log.warning("%s", line)
+
+
+def startup_summary(settings: Settings, health_url: str | None, once: bool, now: datetime) -> list[str]:
+    """What `tierdrift run` is about to do: database (password hidden), the config file, sources and their
+    intervals, channels (no URL path or password), the health server, and when the next poll starts."""
+    from monitor.paths import redact_url
+
+    s = settings
+    jitter = f", ±{s.poll_jitter_seconds:g} s jitter" if s.poll_jitter_seconds else ""
+    sources = ", ".join(f"{src} every {s.interval_for(src):g} s" for src in s.sources)
+    channels = [describe_channel(ch) for ch in s.all_channels()]
+    if once:
+        health, next_poll = "off (--once)", f"now ({_second(now)}), one cycle (--once)"
+    else:
+        health = f"{health_url}/healthz, /readyz, /metrics" if health_url else "off (set health_port to enable it)"
+        next_poll = f"now ({_second(now)}) once this process holds the writer lock, then per the intervals above"
+    config = [f"config file: {s.config_file}"] if s.config_file else []
+    return [
+        f"tierdrift starting: database {redact_url(s.database_url)}",
+        *config,
+        f"sources: {sources}{jitter}",
+        f"channels: {'; '.join(channels) if channels else 'NONE'}",
+        f"health server: {health}",
+        f"next poll: {next_poll}",
+    ]
+
+
+def describe_channel(channel: ChannelConfig) -> str:
+    """`webhook 'ops' → https://hooks.example.com/… (json)`: the host only, as a webhook URL's path or query
+    can be the credential; an e-mail channel's relay without its password, and its recipients."""
+    from urllib.parse import urlsplit
+
+    from alerts.config import WebhookConfig
+    from alerts.smtpurl import parse_smtp_url
+
+    filtered = " (filtered)" if channel.filters.model_dump() != type(channel.filters)().model_dump() else ""
+    if isinstance(channel, WebhookConfig):
+        parts = urlsplit(channel.url.get_secret_value())
+        port = f":{parts.port}" if parts.port else ""
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        return f"webhook {channel.name!r} → {parts.scheme}://{host}{port}/… ({channel.format}){filtered}"
+    relay = parse_smtp_url(channel.smtp_url.get_secret_value()).describe()
+    return f"email {channel.name!r} → {relay} to {', '.join(channel.to)}{filtered}"
+
+
+def _second(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check(ctx: typer.Context) -> None:
@@ -74,11 +170,12 @@ def check(ctx: typer.Context) -> None:
     from monitor.health import problems
 
     c = cli_context.get(ctx)
-    with Session(c.engine) as session:
+    cli_context.warn(c.settings)  # on stderr: the one line on stdout and the exit code stay what cron expects
+    with Session(c.read_engine) as session:
         found = problems(session, c.settings.sources, timedelta(minutes=c.settings.stale_after_minutes), utcnow())
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        print(f"unhealthy: {found[0]}{more}")
+        print(f"unhealthy: {output.safe(found[0])}{more}")
         raise typer.Exit(1)
     print(f"ok: {len(c.settings.sources)} source(s) fresh, no failed alerts")
 
@@ -86,12 +183,15 @@ def check(ctx: typer.Context) -> None:
 @config_app.command("show")
 def show(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
     """The effective settings (file + environment + defaults), with every secret shown as ***."""
-    data: dict[str, Any] = cli_context.get(ctx).settings.redacted()
+    settings = cli_context.get(ctx).settings
+    cli_context.warn(settings)
+    data: dict[str, Any] = settings.redacted()
     if as_json:
         output.emit_json(data)
         return
     for key, value in data.items():
-        print(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        # JSON escapes C0 controls; `safe` also shows C1 and bidi characters a config value may hold.
+        print(f"{key} = {output.safe(json.dumps(value, ensure_ascii=False), limit=None)}")
 
 
 def demo(
@@ -104,12 +204,18 @@ def demo(
     import time
 
     from rich.panel import Panel
+    from rich.text import Text
 
     from monitor.demo import run_demo
 
     con = output.console()
     started = time.monotonic()
-    ok = run_demo(con.print, lambda title, body: con.print(Panel(body, title=title, expand=False)), database)
+
+    def show(title: str, body: str) -> None:
+        # A Panel reads a str title as Rich markup, and the title quotes a delivered e-mail's Subject.
+        con.print(Panel(body, title=Text(output.safe(title)), expand=False))
+
+    ok = run_demo(con.print, show, database)
     con.print(f"demo {'complete' if ok else 'INCOMPLETE'} in {time.monotonic() - started:.1f} s")
     if not ok:
         raise typer.Exit(1)

@@ -59,10 +59,10 @@ def _print_outcomes(results: list[RefreshResult]) -> None:
     for r in results:
         if r.ok:
             what = "mark and ADR" if r.adr_refreshed else "mark (ADR still fresh)"
-            output.console().print(f"{r.source} {r.symbol}: ok, {what} refreshed")
+            output.console().print(f"{r.source} {output.safe(r.symbol)}: ok, {what} refreshed")
         else:
             kept = "mark refreshed, " if r.mark_refreshed else ""
-            output.console().print(f"{r.source} {r.symbol}: FAILED: {kept}{r.reason}")
+            output.console().print(f"{r.source} {output.safe(r.symbol)}: FAILED: {kept}{output.safe(r.reason)}")
 
 
 @market_app.command("show")
@@ -73,7 +73,7 @@ def show(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
     from monitor.models import MarketData
 
     stmt = select(MarketData).order_by(col(MarketData.source), col(MarketData.symbol))
-    with Session(cli_context.get(ctx).engine) as session:
+    with Session(cli_context.get(ctx).read_engine) as session:
         data = [_row_json(r) for r in session.exec(stmt)]
     if as_json:
         output.emit_json(data)
@@ -98,13 +98,15 @@ def _row_json(r: MarketData) -> dict[str, Any]:
 
 
 def _print_rows(rows: list[dict[str, Any]]) -> None:
-    table = output.new_table()
-    for name in ("source", "symbol", "mark", "mark at", "ADR", "days", "ADR at", "error"):
-        table.add_column(name)
+    table = output.new_table(
+        "source", "symbol", "mark", "mark at", "ADR", "days", "ADR at", "error",
+        wrap=("symbol", "mark at", "ADR at", "error"),
+    )  # fmt: skip
     for r in rows:
-        error = f"{r['error']} ({r['error_at']})" if r["error"] else ""
+        error = f"{output.safe(r['error'])} ({output.when_text(r['error_at'])})" if r["error"] else ""
         table.add_row(
-            r["source"], r["symbol"], output.num(r["mark_price"]), r["mark_at"] or "—", output.num(r["adr"]),
-            "" if r["adr_days"] is None else str(r["adr_days"]), r["adr_at"] or "—", error,
+            r["source"], output.safe(r["symbol"]), output.num(r["mark_price"]), output.when_text(r["mark_at"]),
+            output.num(r["adr"]), "" if r["adr_days"] is None else str(r["adr_days"]), output.when_text(r["adr_at"]),
+            error,
         )  # fmt: skip
     output.console().print(table)

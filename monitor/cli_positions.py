@@ -86,23 +86,25 @@ def _assess(ctx: typer.Context, positions: list[Position]) -> dict[int, Assessme
     from monitor.impacts import assess_now
 
     c = cli_context.get(ctx)
-    with Session(c.engine) as session:
+    with Session(c.read_engine) as session:
         return assess_now(session, positions, c.settings, utcnow())
 
 
 def _print_positions(rows: list[dict[str, Any]]) -> None:
-    table = output.new_table()
-    for name in ("id", "source", "symbol", "side", "entry", "size", "mark", "tier", "liq. price", "distance",
-                 "buffer (ADR)", "flag"):  # fmt: skip
-        table.add_column(name)
+    table = output.new_table(
+        "id", "source", "symbol", "side", "entry", "size", "mark", "tier", "liq. price", "distance",
+        "buffer (ADR)", "flag",
+        wrap=("symbol", "liq. price"),
+    )  # fmt: skip
     for r in rows:
         flag = "VIOLATION" if r["violation"] else ("" if r["violation"] is not None else "unknown")
         liq = output.num(r["liquidation_price"]) if r["not_computed"] is None else r["not_computed"]
         if r["not_computed"] is None and r["liquidation_price"] is None:
             liq = "none"
         table.add_row(
-            str(r["id"]), r["source"], r["symbol"], r["side"], output.num(r["entry_price"]), r["size_input"],
-            output.num(r["mark_price"]), "" if r["tier"] is None else str(r["tier"]), liq,
+            str(r["id"]), r["source"], output.safe(r["symbol"]), r["side"], output.num(r["entry_price"]),
+            r["size_input"], output.num(r["mark_price"]), "" if r["tier"] is None else str(r["tier"]),
+            output.safe(liq),
             output.pct(r["distance"]), output.num(r["buffer_adr"], 3), flag,
         )  # fmt: skip
     output.console().print(table)
@@ -128,8 +130,6 @@ def add(
     opened_at: Annotated[str | None, typer.Option("--opened-at", help="When it was opened (default now).")] = None,
 ) -> None:
     """Log an open position."""
-    from sqlmodel import Session
-
     from monitor.positions import PositionInput, validate
 
     c = cli_context.get(ctx)
@@ -137,22 +137,22 @@ def add(
         source, symbol, side.lower(), entry, qty, notional, contracts, contract_size, mode.lower(), margin, adr, note,
         cli_context.opt_ts(opened_at),
     )  # fmt: skip
-    with Session(c.engine) as session:
+    with c.write_session() as session:
         position = validate(session.connection(), item, now=utcnow())
         session.add(position)
         session.commit()
         session.refresh(position)
-    output.console().print(f"position {position.id} logged: {position.side} {position.size_input} {position.symbol}")
+    output.console().print(
+        f"position {position.id} logged: {position.side} {position.size_input} {output.safe(position.symbol)}"
+    )
 
 
 @positions_app.command("close")
-def close(ctx: typer.Context, position_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def close(ctx: typer.Context, position_id: cli_context.IdArg) -> None:
     """Mark a position closed (it stays in the log, without risk figures)."""
-    from sqlmodel import Session
-
     from monitor import positions
 
-    with Session(cli_context.get(ctx).engine) as session:
+    with cli_context.get(ctx).write_session() as session:
         positions.close(session, position_id, utcnow())
         session.commit()
     output.console().print(f"position {position_id} closed")
@@ -169,7 +169,7 @@ def list_(
 
     from monitor.models import Position
 
-    with Session(cli_context.get(ctx).engine) as session:
+    with Session(cli_context.get(ctx).read_engine) as session:
         stmt = select(Position).order_by(col(Position.id))
         if not all_:
             stmt = stmt.where(col(Position.closed_at).is_(None))
@@ -187,21 +187,25 @@ def list_(
 @positions_app.command("show")
 def show(
     ctx: typer.Context,
-    position_id: Annotated[int, typer.Argument(metavar="ID")],
+    position_id: cli_context.IdArg,
     as_json: cli_context.JsonOpt = False,
 ) -> None:
     """One position, its risk figures, the inputs behind them, and its impact history."""
     from sqlmodel import Session
 
     from monitor.models import Position
+    from monitor.positions import priced_with
     from snapshots.errors import NotFound
 
-    with Session(cli_context.get(ctx).engine) as session:
+    with Session(cli_context.get(ctx).read_engine) as session:
         position = session.get(Position, position_id)
         if position is None:
             raise NotFound(f"no position with id {position_id}")
-        session.expunge(position)
-    found = _assess(ctx, [position]) if position.closed_at is None else {}
+        # A cross position is priced with the rest of its account, exactly as `positions list` prices it.
+        priced = priced_with(session, position)
+        for p in priced:
+            session.expunge(p)
+    found = _assess(ctx, priced) if position.closed_at is None else {}
     data = _position_json(position, found.get(position_id))
     data["impacts"] = _impacts(ctx, position_id=position_id)
     if as_json:
@@ -209,21 +213,26 @@ def show(
         return
     for key, value in data.items():
         if key != "impacts":
-            output.console().print(f"{key:>28}: {value}")
+            output.console().print(f"{key:>28}: {_shown(key, value)}")
     output.console().print(f"{'impacts':>28}: {len(data['impacts'])}")
+
+
+def _shown(key: str, value: Any) -> str:
+    """A `positions show` value for people: times to the second, outside text (symbol, note) as data."""
+    if key.endswith("_at") and isinstance(value, str):
+        return output.when_text(value)
+    return output.safe(value)
 
 
 @positions_app.command("import")
 def import_csv(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="CSV with a header row.")]) -> None:
     """Import positions from CSV, all or nothing (columns: see README)."""
-    from sqlmodel import Session
-
     from monitor import positions
 
-    with Session(cli_context.get(ctx).engine) as session:
+    with cli_context.get(ctx).write_session() as session:
         added = positions.import_csv(session, file, now=utcnow())
         session.commit()
-    output.console().print(f"imported {len(added)} position(s) from {file.name}")
+    output.console().print(f"imported {len(added)} position(s) from {output.safe(file.name)}")
 
 
 @account_app.command("set")
@@ -233,11 +242,9 @@ def account_set(
     wallet_balance: Annotated[float, typer.Option("--wallet-balance", help="Cross wallet balance (quote).")],
 ) -> None:
     """Set the cross wallet balance used for that source's cross positions."""
-    from sqlmodel import Session
-
     from monitor import positions
 
-    with Session(cli_context.get(ctx).engine) as session:
+    with cli_context.get(ctx).write_session() as session:
         positions.set_wallet(session, source, wallet_balance, utcnow())
         session.commit()
     output.console().print(f"{source}: cross wallet balance set to {wallet_balance:,.2f}")
@@ -260,7 +267,7 @@ def _impacts(ctx: typer.Context, *, since: str | None = None, position_id: int |
         stmt = stmt.where(col(Impact.detected_at) >= cli_context.opt_ts(since))
     if position_id is not None:
         stmt = stmt.where(Impact.position_id == position_id)
-    with Session(cli_context.get(ctx).engine) as session:
+    with Session(cli_context.get(ctx).read_engine) as session:
         rows = list(session.exec(stmt))
     return [
         {
@@ -290,15 +297,17 @@ def impacts(
     if not rows:
         output.console().print("no impacts")
         return
-    table = output.new_table()
-    for name in ("detected", "position", "symbol", "tier", "rate", "liq. price", "buffer (ADR)", "flag"):
-        table.add_column(name)
+    table = output.new_table(
+        "detected", "position", "symbol", "tier", "rate", "liq. price", "buffer (ADR)", "flag",
+        wrap=("detected", "symbol", "tier", "rate", "liq. price", "buffer (ADR)", "flag"),
+    )  # fmt: skip
     for r in rows:
         flag = "NEW VIOLATION" if r["newly_violates"] else ("violation" if r["violation"] else "")
         if r["crosses_tier"]:
             flag = (flag + " tier crossed").strip()
         table.add_row(
-            r["detected_at"], str(r["position_id"]), r["symbol"], f"{r['old_tier']} → {r['new_tier']}",
+            output.when_text(r["detected_at"]), str(r["position_id"]), output.safe(r["symbol"]),
+            f"{r['old_tier']} → {r['new_tier']}",
             f"{output.pct(r['old_rate'])} → {output.pct(r['new_rate'])}",
             f"{output.num(r['old_liquidation_price'])} → {output.num(r['new_liquidation_price'])}",
             f"{output.num(r['old_buffer_adr'], 3)} → {output.num(r['new_buffer_adr'], 3)}", flag,
@@ -324,10 +333,13 @@ def liq(
 ) -> None:
     """What-if: liquidation price and risk figures of an isolated position, e.g. scaled to a new size."""
     from monitor.liquidation import liquidation
-    from monitor.positions import PositionInput
+    from monitor.positions import PositionInput, check_amount
 
     c = cli_context.get(ctx)
     when = cli_context.opt_ts(at) or utcnow()
+    for name, value in (("mark price", mark), ("ADR", adr), ("margin", margin)):
+        if value is not None:
+            check_amount(name, value)
     item = PositionInput(
         source, symbol, side.lower(), entry, qty, notional, contracts, contract_size, "isolated", margin
     )
@@ -360,7 +372,7 @@ def liq(
         else output.num(data["liquidation_price"])
     )
     con.print(
-        f"{table.symbol} {spec.side}, entry {output.num(spec.entry_price)}, "
+        f"{output.safe(table.symbol)} {spec.side}, entry {output.num(spec.entry_price)}, "
         f"notional {output.num(figures.notional)}, margin {output.num(spec.margin)}"
     )
     con.print(
@@ -381,9 +393,9 @@ def liq(
     if data["violation"]:
         con.print(f"VIOLATION: buffer below {c.settings.violation_threshold_adr:g} ADR")
     for key, why in data["reasons"].items():
-        con.print(f"{key}: {why}")
+        con.print(f"{key}: {output.safe(why)}")
     for w in warnings:
-        con.print(f"warning: {w}")
+        con.print(f"warning: {output.safe(w)}")
 
 
 def _liq_reasons(figures: Any) -> dict[str, str]:
@@ -407,7 +419,7 @@ def _whatif(c: cli_context.Context, item: PositionInput, when: Any) -> tuple[Any
     from snapshots.model import is_inverse
 
     check_source(item.source)
-    with c.engine.connect() as conn:
+    with c.read_engine.connect() as conn:
         symbol = resolve_symbol(conn, item.source, item.symbol)
         table, info = table_at(conn, item.source, symbol, when)
     size, _, cs = size_of(item, symbol)

@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,9 @@ from snapshots.errors import PayloadError, SnapshotError
 from snapshots.model import Snapshot
 from snapshots.parse import parse_ccxt_tiers
 from snapshots.store import ApplyPolicy, PollResult, apply_snapshot
-from snapshots.timefmt import iso, utcnow
+from snapshots.timefmt import CLOCK_SKEW, iso, utcnow
 
 _DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
-#: How far ahead of our clock a snapshot time may be: clocks of different machines disagree by seconds.
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 class ImportFileError(SnapshotError):

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from monitor.exchanges.errors import redact
+from snapshots.printable import printable
 
 
 class RedactingFilter(logging.Filter):
@@ -42,6 +43,14 @@ class JsonFormatter(logging.Formatter):
         )
 
 
+class PlainFormatter(logging.Formatter):
+    """One line per record: a message quoting a symbol or a server's answer has its control characters
+    (ESC, `\r`, newlines) shown as escapes, so it can neither act on the terminal nor forge a record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever `sys.stderr` is at the time of the record, not at set-up time."""
 
@@ -62,7 +71,7 @@ def setup(fmt: str, level: str, secrets: Iterable[str]) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+        handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

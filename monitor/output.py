@@ -1,40 +1,168 @@
 """Shapes of what the CLI prints: the `--json` contracts and the human tables.
 
 The JSON shapes are contracts other tools script against; tests/test_cli.py pins their keys.
+
+Human output treats outside text (symbols, exchange and channel errors, notes) as data: the console
+interprets no Rich markup or emoji codes, every string it renders has its control characters shown as
+escapes (`snapshots.printable`), and `safe` also keeps a value on one line. Times are shown to the second.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from snapshots.history import SourceStatus, StoredChange, VersionInfo
 from snapshots.model import Tier
-from snapshots.timefmt import iso
+from snapshots.printable import printable
+from snapshots.timefmt import iso, parse_ts
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
     from rich.table import Table
 
     from snapshots.store import PollResult
 
 
+#: Outside text longer than this is clipped in human output (the JSON outputs keep it whole). As long as
+#: the longest poll error (`monitor.exchanges.errors.MAX_LINE`), whose end can say what to do about it.
+TEXT_LIMIT = 1000
+
+
 @functools.cache
 def console() -> Console:
+    """The console of every human output: literal text only, control characters escaped."""
     # rich costs ~20 ms to import; `--json` output never needs it.
     from rich.console import Console
+    from rich.text import Text
 
-    # Piped output keeps whole values instead of rich's 80-column ellipses.
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    class SafeConsole(Console):
+        # Every str rich prints (lines, table cells, titles) passes here: a symbol such as `[/]` or
+        # `[link=…]` stays text (markup is off), and an ESC or `\r` in it cannot reach the terminal.
+        def render_str(self, text: str, **kwargs: Any) -> Text:
+            return super().render_str(printable(text, keep_newlines=True), **kwargs)
+
+    # Piped output keeps whole values instead of rich's 80-column ellipses, unless COLUMNS asks for a width.
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    return SafeConsole(highlight=False, markup=False, emoji=False, soft_wrap=True, width=width)
 
 
-def new_table(**kwargs: Any) -> Table:
+def safe(text: object, limit: int | None = TEXT_LIMIT) -> str:
+    """Outside text for a human output: one line, control characters as escapes, at most `limit` characters
+    (None: no limit)."""
+    return printable(str(text), limit=limit)
+
+
+def error_text(exc: BaseException) -> str:
+    """`error: …` for a deliberate error, on one line with its control characters escaped (its text may
+    quote a symbol or a server's answer). An error listing `problems` (a CSV import's bad rows) adds one
+    line per problem under it, each made one line the same way."""
+    text = str(exc)
+    found = getattr(exc, "problems", None)
+    problems = [str(p) for p in found] if isinstance(found, list) else []
+    listed = "\n" + "\n".join(problems)
+    if problems and text.endswith(listed):
+        return "\n".join([f"error: {printable(text[: -len(listed)])}", *map(printable, problems)])
+    return f"error: {printable(text)}"
+
+
+def when(dt: datetime | None, missing: str = "—", *, sep: str = " ") -> str:
+    """A time for people: UTC to the second, `2024-01-31 12:00:05` (the README's rule: no offset means
+    UTC), so that a narrow table wraps it at its space. Truncated, not rounded: given back to `--since`,
+    it still covers the instant shown. `missing` for None; `sep="T"` for a time inside a shell command."""
+    if dt is None:
+        return missing
+    aware = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt  # SQLite gives naive UTC back
+    return aware.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat(sep=sep)
+
+
+def when_text(text: str | None, missing: str = "—") -> str:
+    """`when` of a time already rendered as ISO 8601 (a JSON row's value)."""
+    return missing if text is None else when(parse_ts(text))
+
+
+#: A word longer than this may be folded in a narrow column; shorter ones (an alert id: 38) stay whole.
+_WORD_MAX = 40
+
+
+def new_table(*columns: str, wrap: Iterable[str] = (), **kwargs: Any) -> Table:
+    """A table with these column headers, readable on a terminal of any width (see `fit_widths`): the
+    `wrap` columns (times, symbols, free text) wrap at spaces and give up their width first; the others
+    (ids, sources, numbers, words) stay whole. When even that is too wide, each row is printed as one
+    wrapped `header: value · …` paragraph instead. Nothing is cut short with `…`. `kwargs` go to
+    `rich.table.Table`."""
     from rich.table import Table
 
-    return Table(**kwargs)
+    class FittedTable(Table):
+        def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+            widths = fit_widths(self, options.max_width)
+            if widths is None:
+                yield from _records(self, console, options.max_width)
+                return
+            for column, width in zip(self.columns, widths, strict=True):
+                column.width = width
+            yield from super().__rich_console__(console, options)
+
+    table = FittedTable(**kwargs)
+    wrapping = set(wrap)
+    for name in columns:
+        table.add_column(name, overflow="fold", no_wrap=name not in wrapping)
+    return table
+
+
+def _cell_width(text: str, words: bool = False) -> int:
+    from rich.cells import cell_len
+
+    return max((cell_len(part) for part in (text.split() if words else text.split("\n"))), default=0)
+
+
+def fit_widths(table: Table, max_width: int) -> list[int | None] | None:
+    """Widths for the columns of `table` (a `new_table`, its cells str) within `max_width` cells.
+
+    All None when it fits as it is. Otherwise every wrapping column starts at its longest word (at most
+    `_WORD_MAX`) and the spare width goes back to the columns that need the least to be whole again,
+    so as many columns as possible stay on one line. None when even the longest words do not fit.
+    """
+    texts = [[str(c.header), *map(str, c.cells)] for c in table.columns]
+    natural = [max(_cell_width(t) for t in column) for column in texts]
+    floors = [
+        n if c.no_wrap else max(1, min(n, _WORD_MAX, max(_cell_width(t, words=True) for t in column)))
+        for c, n, column in zip(table.columns, natural, texts, strict=True)
+    ]
+    room = max_width - (3 * len(texts) + 1)  # the default box: a border and a space each side of a column
+    if sum(natural) <= room:
+        return [None] * len(texts)
+    if sum(floors) > room:
+        return None
+    widths: list[int | None] = list(floors)
+    spare = room - sum(floors)
+    for i in sorted(range(len(texts)), key=lambda i: natural[i] - floors[i]):
+        give = min(spare, natural[i] - floors[i])
+        widths[i] = floors[i] + give
+        spare -= give
+    return widths
+
+
+def _records(table: Table, console: Console, width: int) -> Iterator[RenderableType]:
+    """`table` as one paragraph per row, `• header: value · header: value`, wrapped to `width` under a
+    hanging indent; empty values are left out."""
+    from rich.text import Text
+
+    if table.title:
+        yield str(table.title)
+    headers = [str(c.header) for c in table.columns]
+    for row in zip(*(list(map(str, c.cells)) for c in table.columns), strict=True):
+        flat = [" ".join(value.split("\n")) for value in row]  # an alert's id and title share a cell
+        pairs = [f"{h}: {v}" for h, v in zip(headers, flat, strict=True) if v.strip()]
+        lines = console.render_str(" · ".join(pairs)).wrap(console, max(width - 2, 1), overflow="fold")
+        for i, line in enumerate(lines):
+            line.rstrip()
+            yield Text("• " if i == 0 else "  ") + line
 
 
 def emit_json(data: Any) -> None:
@@ -108,6 +236,8 @@ def poll_json(r: PollResult) -> dict[str, Any]:
         "symbols": r.symbols,
         "baseline": r.baseline,
         "error": r.error,
+        "error_kind": r.error_kind,
+        "retry_at": iso(r.retry_at),
         "warnings": list(r.warnings),
         "changes": [change_json(StoredChange(r.started_at, r.previous_poll_at, c)) for c in r.changes],
     }
@@ -123,7 +253,7 @@ def tiers_table(title: str, tiers: Sequence[Tier], unit_label: str) -> Table:
         "maint. amount",
         "max lev.",
     ):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", overflow="fold")
     for t in tiers:
         table.add_row(
             str(t.tier),
@@ -136,34 +266,31 @@ def tiers_table(title: str, tiers: Sequence[Tier], unit_label: str) -> Table:
     return table
 
 
-def describe_change(c: StoredChange) -> str:
+def what_changed(c: StoredChange) -> str:
+    """The change itself, without its symbol: `listed`, `tier 3 added`, `tier 2 cap 50,000 → 40,000`."""
     ch = c.change
     if ch.kind in ("symbol_listed", "symbol_delisted"):
-        return f"{ch.symbol}: {ch.kind.replace('_', ' ')}"
+        return ch.kind.replace("_", " ")
     if ch.kind != "tier_changed":
-        return f"{ch.symbol}: tier {ch.tier} {ch.kind.split('_')[1]}"
+        return f"tier {ch.tier} {ch.kind.split('_')[1]}"
     field = (ch.field or "").replace("_", " ")
     if ch.field == "maintenance_margin_rate":
-        return f"{ch.symbol}: tier {ch.tier} {field} {pct(ch.old)} → {pct(ch.new)}"
-    return f"{ch.symbol}: tier {ch.tier} {field} {num(ch.old)} → {num(ch.new)}"
+        return f"tier {ch.tier} {field} {pct(ch.old)} → {pct(ch.new)}"
+    return f"tier {ch.tier} {field} {num(ch.old)} → {num(ch.new)}"
+
+
+def describe_change(c: StoredChange) -> str:
+    """One change as one line of text, its symbol made `safe`: `BTC/USDT:USDT: tier 3 added`."""
+    return f"{safe(c.change.symbol)}: {what_changed(c)}"
 
 
 def changes_table(changes: Iterable[StoredChange]) -> Table:
-    table = new_table()
-    for name in ("detected", "between", "source", "symbol", "kind", "tier", "field", "old", "new"):
-        table.add_column(name)
+    """Detected changes, one per row: when (and the poll before it), where, and what changed."""
+    table = new_table(
+        "detected", "between", "source", "symbol", "change", wrap=("detected", "between", "symbol", "change")
+    )
     for c in changes:
-        ch = c.change
-        rate = ch.field == "maintenance_margin_rate"
         table.add_row(
-            iso(c.detected_at),
-            iso(c.previous_poll_at) or "—",
-            ch.source,
-            ch.symbol,
-            ch.kind,
-            "" if ch.tier is None else str(ch.tier),
-            ch.field or "",
-            (pct(ch.old) if rate else num(ch.old)) if ch.old is not None else "",
-            (pct(ch.new) if rate else num(ch.new)) if ch.new is not None else "",
+            when(c.detected_at), when(c.previous_poll_at), c.change.source, safe(c.change.symbol), what_changed(c)
         )
     return table

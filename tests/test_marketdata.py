@@ -576,7 +576,7 @@ def test_a_resting_source_asks_no_market_data_either(session: Session, fake: Fak
             error=reason,
             error_kind="rate_limited",
             retry_at=NOW + timedelta(minutes=10),
-        )  # fmt: skip
+        )
     )
     session.flush()
     fake.clear_requests()

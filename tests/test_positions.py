@@ -125,6 +125,13 @@ def test_isolated_figures_with_and_without_market_data(db: str) -> None:
     assert row["size_input"] == "notional=40000" and row["adr_source"] == "market"
 
 
+def test_the_size_is_kept_and_shown_as_typed(db: str) -> None:
+    cli(db, "positions", "add", "-s", "binance-usdm", "--symbol", "ETH/USDT:USDT", "--side", "long",
+        "--entry", "1456.84", "--qty", "3683.979", "--margin", "2000000")  # fmt: skip
+    (row,) = cli(db, "positions", "list", "--json")
+    assert row["size_input"] == "qty=3683.979" and row["size"] == 3683.979
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
