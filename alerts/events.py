@@ -47,7 +47,7 @@ def _iso(dt: datetime) -> str:
 def impact_alert(
     impact: Mapping[str, Any], position: Mapping[str, Any], *, threshold_adr: float, now: datetime
 ) -> Alert:
-    """An alert for one impact row (see monitor.impacts) on one position."""
+    """An alert for one impact row (see monitor.risk.impacts) on one position."""
     new_violation = bool(impact.get("violation"))
     if impact.get("newly_violates"):
         severity = Severity.CRITICAL

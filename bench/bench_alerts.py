@@ -36,7 +36,7 @@ from alerts.events import sample_alert
 from alerts.outbox import Route, enqueue
 from alerts.render import render_json
 from alerts.signing import sign, verify
-from monitor.database import open_engine
+from monitor.store.database import open_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_YmVuY2gtc2VjcmV0LWtleS0wMTIzNDU2Nzg5"

@@ -27,11 +27,11 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlmodel import Session
 
-from monitor.database import open_engine
-from monitor.impacts import ImpactContext, load_market, make_hook, wallets
-from monitor.liquidation import CrossAccount, liquidation, maintenance_margin, unrealised_pnl
-from monitor.models import Account, Impact, MarketData, Position
-from monitor.risk import spec_of
+from monitor.risk.figures import spec_of
+from monitor.risk.impacts import ImpactContext, load_market, make_hook, wallets
+from monitor.risk.liquidation import CrossAccount, liquidation, maintenance_margin, unrealised_pnl
+from monitor.store.database import open_engine
+from monitor.store.models import Account, Impact, MarketData, Position
 from snapshots.history import table_at
 from snapshots.model import Snapshot, Tier, TierTable, Unit
 from snapshots.store import ApplyPolicy, apply_snapshot

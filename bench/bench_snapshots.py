@@ -32,8 +32,8 @@ from typing import Any
 from deepdiff import DeepDiff
 from sqlmodel import Session
 
-from monitor.database import open_engine
-from monitor.importer import Planned, import_files, load_snapshot, plan
+from monitor.service.importer import Planned, import_files, load_snapshot, plan
+from monitor.store.database import open_engine
 from snapshots.history import table_at
 from snapshots.model import Snapshot, TierTable
 from snapshots.parse import parse_ccxt_tiers

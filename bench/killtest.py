@@ -38,11 +38,11 @@ from sqlmodel import Session
 
 from alerts.db import AlertRecord, Delivery
 from alerts.signing import verify
-from monitor.database import open_engine
+from monitor.config.settings import Endpoints, Settings
 from monitor.exchanges import fetch_snapshot
 from monitor.fake_exchange import FakeExchange, generate_tables
-from monitor.models import Impact
-from monitor.settings import Endpoints, Settings
+from monitor.store.database import open_engine
+from monitor.store.models import Impact
 from snapshots.db import ChangeRecord, Poll, TableVersion
 from snapshots.history import tables_at
 from snapshots.timefmt import utcnow

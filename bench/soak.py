@@ -28,13 +28,13 @@ from pydantic import SecretStr
 from sqlmodel import Session
 
 from alerts.config import WebhookConfig
-from monitor.daemon import Daemon
-from monitor.database import open_engine
+from monitor.config.settings import Endpoints, Settings
 from monitor.exchanges import fetch_snapshot
 from monitor.fake_exchange import FakeExchange, generate_tables
-from monitor.lock import writer_lock
-from monitor.positions import PositionInput, validate
-from monitor.settings import Endpoints, Settings
+from monitor.risk.positions import PositionInput, validate
+from monitor.service.daemon import Daemon
+from monitor.service.lock import writer_lock
+from monitor.store.database import open_engine
 from snapshots.timefmt import utcnow
 
 ROOT = Path(__file__).resolve().parents[1]

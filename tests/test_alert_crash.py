@@ -24,7 +24,7 @@ from alerts.db import Delivery
 from alerts.events import sample_alert
 from alerts.outbox import Route, enqueue
 from alerts.signing import verify
-from monitor.database import open_engine
+from monitor.store.database import open_engine
 
 SECRET = "whsec_Y3Jhc2gtdGVzdC1zZWNyZXQta2V5LTAxMjM0NQ=="
 

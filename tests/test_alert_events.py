@@ -14,11 +14,11 @@ from alerts.db import AlertRecord
 from alerts.events import digest_alert
 from alerts.model import Severity
 from alerts.outbox import Route
-from monitor.health import HealthRules, check_stale, observe
-from monitor.logs import JsonFormatter, RedactingFilter
-from monitor.polling import poll_source
-from monitor.settings import Settings
-from monitor.wiring import poll_hooks
+from monitor.config.settings import Settings
+from monitor.service.health import HealthRules, check_stale, observe
+from monitor.service.logs import JsonFormatter, RedactingFilter
+from monitor.service.polling import poll_source
+from monitor.service.wiring import poll_hooks
 from snapshots.db import ChangeRecord, Poll
 from snapshots.model import Change, Snapshot
 from snapshots.parse import parse_ccxt_tiers

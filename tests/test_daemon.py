@@ -19,12 +19,12 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.daemon import Daemon
+from monitor.config.settings import Settings
 from monitor.exchanges import fetch_snapshot
 from monitor.fake_exchange import RISK_LIMIT, FakeExchange, Fault, generate_tables
-from monitor.httpserver import HealthServer
-from monitor.lock import writer_lock
-from monitor.settings import Settings
+from monitor.service.daemon import Daemon
+from monitor.service.httpserver import HealthServer
+from monitor.service.lock import writer_lock
 from snapshots.history import recent_polls
 from snapshots.model import SOURCES
 from snapshots.timefmt import utcnow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.demo import run_demo
+from monitor.service.demo import run_demo
 
 
 def test_demo_shows_the_change_the_violation_and_the_delivered_alerts(

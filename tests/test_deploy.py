@@ -318,7 +318,7 @@ def test_dockerignore_keeps_the_build_inputs(pyproject: dict[str, Any]) -> None:
         assert wanted in patterns
     packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
     needed = ["pyproject.toml", "README.md", *packages, *(f"{p}/__init__.py" for p in packages)]
-    needed.append("monitor/migrations/script.py.mako")  # package data
+    needed.append("monitor/store/migrations/script.py.mako")  # package data
     excluded = [(path, pat) for path in needed for pat in patterns if not pat.startswith("!") and fnmatch(path, pat)]
     assert excluded == []
 

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import respx
 
+from monitor.config.settings import Settings
 from monitor.exchanges import FetchError, fetch_snapshot
 from monitor.exchanges.binance import REAL_FAPI, rebased_urls
 from monitor.exchanges.bybit import backoff, page_rows, retry_after
@@ -45,7 +46,6 @@ from monitor.fake_exchange import (
     Fault,
     generate_tables,
 )
-from monitor.settings import Settings
 from snapshots.errors import InvalidTable
 from snapshots.model import Snapshot, Unit
 

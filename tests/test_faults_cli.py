@@ -36,8 +36,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from monitor import cli
-from monitor.database import open_engine
-from monitor.importer import import_files, plan
+from monitor.service.importer import import_files, plan
+from monitor.store.database import open_engine
 from snapshots.model import SOURCES
 from tests.conftest import BTC_ROWS, ETH_ROWS, ccxt_tiers, write_archive
 

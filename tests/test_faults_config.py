@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from alerts.config import EmailConfig, WebhookConfig
-from monitor import logs
 from monitor.cli import main
-from monitor.cli_daemon import startup_summary
-from monitor.database import open_engine
+from monitor.cli.daemon import startup_summary
+from monitor.config.paths import ConfigError, redact_url
+from monitor.config.settings import Settings, load_settings
 from monitor.fake_exchange import FakeExchange, generate_tables
-from monitor.httpserver import HealthServer, HealthServerError
-from monitor.paths import ConfigError, redact_url
-from monitor.settings import Settings, load_settings
+from monitor.service import logs
+from monitor.service.httpserver import HealthServer, HealthServerError
+from monitor.store.database import open_engine
 from snapshots.errors import TierdriftError
 from snapshots.timefmt import parse_ts
 from tests.conftest import ROOT, point_at_fake

@@ -47,7 +47,7 @@ from alerts.model import Alert
 from alerts.outbox import Route, enqueue
 from monitor.cli import app
 from monitor.fake_exchange import FakeExchange, generate_tables
-from monitor.lock import writer_lock
+from monitor.service.lock import writer_lock
 from tests.conftest import point_at_fake
 
 ROOT = Path(__file__).resolve().parents[1]

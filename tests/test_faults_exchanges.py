@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from monitor.cli import app
+from monitor.cli.output import TEXT_LIMIT
+from monitor.config.settings import Settings
 from monitor.exchanges import fetch_snapshot
 from monitor.exchanges.bybit import IP_BAN_REST_MAX_SECONDS, IP_BAN_REST_SECONDS
 from monitor.exchanges.errors import (
@@ -51,9 +53,7 @@ from monitor.fake_exchange import (
     Shapes,
     generate_tables,
 )
-from monitor.marketdata import fetch_quote
-from monitor.output import TEXT_LIMIT
-from monitor.settings import Settings
+from monitor.risk.marketdata import fetch_quote
 from snapshots.model import SOURCES, Unit
 from tests.conftest import SHARED_DATA, point_at_fake
 

@@ -26,12 +26,11 @@ from typer.testing import CliRunner
 
 from alerts.model import Alert, Severity
 from alerts.render import render_chat, render_html, render_text, subject
-from monitor import output
-from monitor.cli import app
-from monitor.database import open_engine
+from monitor.cli import app, output
 from monitor.fake_exchange import RISK_LIMIT, FakeExchange, Fault, generate_tables
-from monitor.importer import import_files, plan
-from monitor.models import MarketData
+from monitor.service.importer import import_files, plan
+from monitor.store.database import open_engine
+from monitor.store.models import MarketData
 from snapshots.printable import printable
 from tests.conftest import ccxt_tiers, point_at_fake, write_archive
 
@@ -250,7 +249,7 @@ def test_a_hostile_error_is_one_line_from_main(tmp_path: Path, db_url: str) -> N
 def test_log_lines_of_the_daemon_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
-    from monitor import logs
+    from monitor.service import logs
 
     logs.setup("text", "info", [])
     logging.getLogger("tierdrift.test").info("poll failed: %s", ERROR_TEXT)

@@ -24,10 +24,8 @@ from sqlalchemy import event
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from monitor import daemon as daemon_module
 from monitor.cli import app
-from monitor.daemon import Daemon
-from monitor.database import open_engine
+from monitor.config.settings import Settings
 from monitor.exchanges.errors import RateLimited
 from monitor.fake_exchange import (
     INSTRUMENTS,
@@ -39,11 +37,13 @@ from monitor.fake_exchange import (
     Fault,
     generate_tables,
 )
-from monitor.importer import ImportFileError, plan
-from monitor.lock import writer_lock
-from monitor.models import SourceHealth
-from monitor.polling import PollNotRecorded, poll_source
-from monitor.settings import Settings
+from monitor.service import daemon as daemon_module
+from monitor.service.daemon import Daemon
+from monitor.service.importer import ImportFileError, plan
+from monitor.service.lock import writer_lock
+from monitor.service.polling import PollNotRecorded, poll_source
+from monitor.store.database import open_engine
+from monitor.store.models import SourceHealth
 from snapshots import history
 from snapshots.db import ChangeRecord, TableVersion
 from snapshots.errors import InvalidTable, PayloadError

@@ -29,8 +29,10 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.pool import Pool
 from typer.testing import CliRunner
 
-from monitor import cli, cli_context, database, storage
-from monitor.importer import import_files, plan
+from monitor import cli
+from monitor.cli import context as cli_context
+from monitor.service.importer import import_files, plan
+from monitor.store import database, storage
 from tests.conftest import BTC_ROWS, PG_URL, ccxt_tiers, write_archive
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from monitor.liquidation import (
+from monitor.risk.liquidation import (
     ALWAYS,
     NEVER,
     NO_ADR,

@@ -15,8 +15,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from monitor import cli_context
-from monitor.cli_market import market_app
+from monitor.cli import context as cli_context
+from monitor.cli.market import market_app
+from monitor.config.settings import Settings
 from monitor.exchanges.errors import FetchError, Malformed
 from monitor.fake_exchange import (
     DAPI_MARK_KLINES,
@@ -32,7 +33,7 @@ from monitor.fake_exchange import (
     FakeTier,
     Fault,
 )
-from monitor.marketdata import (
+from monitor.risk.marketdata import (
     Candle,
     MarketDataError,
     Quote,
@@ -44,8 +45,7 @@ from monitor.marketdata import (
     refresh_market,
     symbols_with_open_positions,
 )
-from monitor.models import MarketData, Position
-from monitor.settings import Settings
+from monitor.store.models import MarketData, Position
 from snapshots.db import Poll
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

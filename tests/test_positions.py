@@ -12,9 +12,9 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.database import open_engine
-from monitor.importer import import_files, plan
-from monitor.models import MarketData
+from monitor.service.importer import import_files, plan
+from monitor.store.database import open_engine
+from monitor.store.models import MarketData
 from snapshots.errors import TierdriftError
 from tests.conftest import ccxt_tiers, write_archive
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from monitor.database import open_engine
-from monitor.importer import import_files, plan
+from monitor.service.importer import import_files, plan
+from monitor.store.database import open_engine
 from snapshots import history
 from snapshots.reader import SqliteReader
 from tests.conftest import BTC_ROWS, ETH_ROWS, ccxt_tiers, ts, write_archive

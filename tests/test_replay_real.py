@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from monitor.database import open_engine
-from monitor.importer import import_files, plan
+from monitor.service.importer import import_files, plan
+from monitor.store.database import open_engine
 from snapshots.history import tables_at
 from snapshots.store import PollResult
 from snapshots.symbols import canonical_symbol

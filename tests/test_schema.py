@@ -13,12 +13,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import alerts.db  # noqa: F401  (registers the tables)
-import monitor.models  # noqa: F401
+import monitor.store.models  # noqa: F401
 import snapshots.db  # noqa: F401
-from monitor import paths
-from monitor.database import HEAD, MIGRATIONS, current_revision, open_engine
-from monitor.paths import ConfigError
-from monitor.settings import load_settings
+from monitor.config import paths
+from monitor.config.paths import ConfigError
+from monitor.config.settings import load_settings
+from monitor.store.database import HEAD, MIGRATIONS, current_revision, open_engine
 from snapshots import catalog
 
 
@@ -36,7 +36,7 @@ def test_head_is_the_newest_migration_file() -> None:
 
 def test_processes_starting_together_migrate_once(db_url: str) -> None:
     """Replicas starting at once on an empty database: one migrates, the others wait, none fails."""
-    code = "import sys; from monitor.database import open_engine; open_engine(sys.argv[1]).dispose()"
+    code = "import sys; from monitor.store.database import open_engine; open_engine(sys.argv[1]).dispose()"
     procs = [subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE) for _ in range(4)]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors

@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from monitor.config.settings import Settings
 from monitor.exchanges.binance import fetch_binance
 from monitor.exchanges.bybit import fetch_bybit
 from monitor.exchanges.errors import FetchError
-from monitor.settings import Settings
 from snapshots.model import Snapshot
 
 __all__ = ["FetchError", "fetch_snapshot"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from monitor.config.settings import Settings
 from monitor.exchanges.errors import (
     AuthFailed,
     EmptyResult,
@@ -32,7 +33,6 @@ from monitor.exchanges.errors import (
     read_ccxt,
     retry_after,
 )
-from monitor.settings import Settings
 from snapshots.model import Snapshot, TierTable
 from snapshots.parse import parse_binance_brackets, parse_binance_web
 from snapshots.symbols import canonical_symbol

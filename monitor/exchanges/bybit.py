@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from monitor.config.settings import Settings
 from monitor.exchanges.binance import MarketSymbols
 from monitor.exchanges.errors import (
     EmptyResult,
@@ -44,7 +45,6 @@ from monitor.exchanges.errors import (
     read_ccxt,
     retry_after,
 )
-from monitor.settings import Settings
 from snapshots.model import Snapshot
 from snapshots.parse import parse_bybit_risk_limits
 

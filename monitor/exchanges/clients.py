@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from monitor.config.settings import Settings
 from monitor.exchanges.binance import REAL_DAPI, REAL_FAPI, rebased_urls, signed_base
 from monitor.exchanges.bybit import bybit_failure
 from monitor.exchanges.errors import FetchError, from_ccxt, host_of
-from monitor.settings import Settings
 
 #: The ccxt class of each source, and the Bybit category whose markets it loads (None for Binance).
 CLASSES: dict[str, tuple[str, str | None]] = {

@@ -11,16 +11,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor import cli_context, output
+from monitor.cli import context as cli_context
+from monitor.cli import output
 from snapshots.timefmt import utcnow
 
 if TYPE_CHECKING:
     from alerts.config import ChannelConfig
-    from monitor.daemon import Daemon
-    from monitor.httpserver import HealthServer
-    from monitor.metrics import Metrics
-    from monitor.polling import Fetch
-    from monitor.settings import Settings
+    from monitor.config.settings import Settings
+    from monitor.service.daemon import Daemon
+    from monitor.service.httpserver import HealthServer
+    from monitor.service.metrics import Metrics
+    from monitor.service.polling import Fetch
 
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 
@@ -30,11 +31,11 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="Run one full cycle, then exit (1 if anything failed).")] = False,
 ) -> None:
     """Run the monitor: poll, recompute positions, refresh market data and deliver alerts, until stopped."""
-    from monitor import logs
-    from monitor.daemon import Daemon
     from monitor.exchanges import fetch_snapshot
-    from monitor.lock import writer_lock
-    from monitor.metrics import Metrics
+    from monitor.service import logs
+    from monitor.service.daemon import Daemon
+    from monitor.service.lock import writer_lock
+    from monitor.service.metrics import Metrics
 
     c = cli_context.get(ctx)
     settings = c.settings
@@ -65,7 +66,7 @@ def run(
 
 
 def _run_once(daemon: Daemon) -> None:
-    from monitor.lock import LockHeld
+    from monitor.service.lock import LockHeld
 
     lock = daemon.lock
     if not lock.acquire():
@@ -87,7 +88,7 @@ def _run_once(daemon: Daemon) -> None:
 
 def _bind_health(settings: Settings, metrics: Metrics) -> HealthServer | None:
     """The health server, bound but not serving yet (`HealthServerError` if it cannot listen), or None."""
-    from monitor.httpserver import HealthServer
+    from monitor.service.httpserver import HealthServer
 
     address = settings.health_address
     if address is None:
@@ -117,7 +118,7 @@ def _log_start(settings: Settings, health_url: str | None, once: bool) -> None:
 def startup_summary(settings: Settings, health_url: str | None, once: bool, now: datetime) -> list[str]:
     """What `tierdrift run` is about to do: database (password hidden), the config file, sources and their
     intervals, channels (no URL path or password), the health server, and when the next poll starts."""
-    from monitor.paths import redact_url
+    from monitor.config.paths import redact_url
 
     s = settings
     jitter = f", ±{s.poll_jitter_seconds:g} s jitter" if s.poll_jitter_seconds else ""
@@ -167,7 +168,7 @@ def check(ctx: typer.Context) -> None:
 
     from sqlmodel import Session
 
-    from monitor.health import problems
+    from monitor.service.health import problems
 
     c = cli_context.get(ctx)
     cli_context.warn(c.settings)  # on stderr: the one line on stdout and the exit code stay what cron expects
@@ -206,7 +207,7 @@ def demo(
     from rich.panel import Panel
     from rich.text import Text
 
-    from monitor.demo import run_demo
+    from monitor.service.demo import run_demo
 
     con = output.console()
     started = time.monotonic()

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from monitor.liquidation import (
+from monitor.risk.liquidation import (
     CrossAccount,
     PositionError,
     PositionSpec,
@@ -20,8 +20,8 @@ from monitor.liquidation import (
     maintenance_margin,
     unrealised_pnl,
 )
-from monitor.models import Position
-from monitor.positions import CROSS_ACCOUNT_LEVEL
+from monitor.risk.positions import CROSS_ACCOUNT_LEVEL
+from monitor.store.models import Position
 from snapshots.model import TierTable, is_inverse
 
 Key = tuple[str, str]  # (source, symbol)

@@ -18,11 +18,11 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 
-from monitor import storage
-from monitor.paths import redact_url, url_secrets
-from monitor.revision import HEAD
-from monitor.storage import DatabaseError as DatabaseError
-from monitor.storage import DatabaseLocked, NoDatabase
+from monitor.config.paths import redact_url, url_secrets
+from monitor.store import storage
+from monitor.store.revision import HEAD
+from monitor.store.storage import DatabaseError as DatabaseError
+from monitor.store.storage import DatabaseLocked, NoDatabase
 from snapshots.engine import make_engine
 from snapshots.errors import TierdriftError
 
@@ -103,7 +103,7 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
         if known is not None:
             raise DatabaseError(known) from None
         # The message of a driver error can carry the URL; keep only its first line, password-free.
-        # `?password=` too, which SQLAlchemy's hide_password leaves in (monitor.paths.redact_url).
+        # `?password=` too, which SQLAlchemy's hide_password leaves in (monitor.config.paths.redact_url).
         detail = (str(exc).splitlines() or [type(exc).__name__])[0]
         for secret in url_secrets(url):
             detail = detail.replace(secret, "***")

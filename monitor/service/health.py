@@ -16,8 +16,8 @@ from sqlmodel import Session
 
 from alerts.events import health_alert
 from alerts.outbox import Route, enqueue
-from monitor.models import SourceHealth
-from monitor.polling import Hook
+from monitor.service.polling import Hook
+from monitor.store.models import SourceHealth
 from snapshots.reader import as_utc
 from snapshots.store import PollResult, last_success_at
 

@@ -24,7 +24,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from monitor.paths import redact_url, url_secrets
+from monitor.config.paths import redact_url, url_secrets
 from snapshots.errors import TierdriftError
 
 _SQLITE_PREFIX = "sqlite:///"

@@ -5,7 +5,7 @@
     a storage failure            `error: database or disk is full (…): nothing was written`    exit 1
     anything else (a bug)        `error: unexpected <Type>: <message> (a bug: please report it)` exit 1
 
-Storage failures are described by `monitor.storage`. Every line has its control characters escaped; a
+Storage failures are described by `monitor.store.storage`. Every line has its control characters escaped; a
 database URL in it is shown without its password, and a driver's own words have the password replaced by
 `***`. The traceback is printed only when TIERDRIFT_DEBUG is set.
 """
@@ -19,8 +19,9 @@ from typing import Any
 
 import typer
 
-from monitor import output, storage
-from monitor.paths import redact_url, url_secrets
+from monitor.cli import output
+from monitor.config.paths import redact_url, url_secrets
+from monitor.store import storage
 from snapshots.errors import TierdriftError
 from snapshots.printable import printable
 

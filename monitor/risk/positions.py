@@ -20,8 +20,8 @@ from pathlib import Path
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
-from monitor.liquidation import PositionError
-from monitor.models import Account, Position
+from monitor.risk.liquidation import PositionError
+from monitor.store.models import Account, Position
 from snapshots.errors import NotFound, TierdriftError
 from snapshots.history import check_source, resolve_symbol, table_at
 from snapshots.model import is_inverse

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from monitor.polling import Hook, describe
+from monitor.service.polling import Hook, describe
 from snapshots.errors import PayloadError, SnapshotError
 from snapshots.model import Snapshot
 from snapshots.parse import parse_ccxt_tiers

@@ -20,10 +20,10 @@ from alerts.config import ChannelConfig, EmailConfig
 from alerts.deliver import DeliveryPolicy
 from alerts.events import digest_alert, impact_alert
 from alerts.outbox import Route, enqueue
-from monitor.impacts import ImpactSink
-from monitor.models import Position
-from monitor.polling import Hook
-from monitor.settings import Settings
+from monitor.config.settings import Settings
+from monitor.risk.impacts import ImpactSink
+from monitor.service.polling import Hook
+from monitor.store.models import Position
 from snapshots.store import PollResult
 
 

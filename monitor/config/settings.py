@@ -10,7 +10,7 @@ Everything is checked here, once, so that nothing fails later on a value that co
 an unknown key in the file (a typo such as `apikey` would be silently ignored) and an impossible value
 (`log_level = "LOUD"`, an interval of `inf`, a webhook URL without `https://`) are a `ConfigError` of one
 line that names the key, its table and where it came from, and never repeats a secret
-(monitor.config_check). Unknown `TIERDRIFT_*` variables cannot be told from other programs' settings, so
+(monitor.config.check). Unknown `TIERDRIFT_*` variables cannot be told from other programs' settings, so
 they are not an error: `warnings()` lists them (with a suggestion) for `run`, `check` and `config show`.
 """
 
@@ -44,8 +44,8 @@ from alerts.config import (
     check_whsec,
 )
 from alerts.smtpurl import parse_smtp_url
-from monitor import config_check
-from monitor.paths import (
+from monitor.config import check as config_check
+from monitor.config.paths import (
     CONFIG_ENCODING,
     ConfigError,
     default_config_file,

@@ -29,13 +29,13 @@ from sqlmodel import Session
 
 from alerts.config import EmailConfig, WebhookConfig
 from alerts.signing import verify
-from monitor.daemon import Daemon
-from monitor.database import open_engine
+from monitor.config.settings import Endpoints, Settings
 from monitor.exchanges import fetch_snapshot
 from monitor.fake_exchange import FakeExchange, FakeTable, FakeTier, generate_tables
-from monitor.lock import writer_lock
-from monitor.positions import PositionInput, validate
-from monitor.settings import Endpoints, Settings
+from monitor.risk.positions import PositionInput, validate
+from monitor.service.daemon import Daemon
+from monitor.service.lock import writer_lock
+from monitor.store.database import open_engine
 from snapshots.timefmt import utcnow
 
 SOURCE = "binance-usdm"
@@ -193,7 +193,7 @@ def _log_position(engine: Any) -> int:
 def _report_impact(engine: Any, position_id: int, say: Callable[[str], None]) -> None:
     from sqlmodel import select
 
-    from monitor.models import Impact
+    from monitor.store.models import Impact
 
     with Session(engine) as session:
         impact = session.exec(select(Impact).where(Impact.position_id == position_id)).one()

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, SecretStr
 from pydantic_core import ErrorDetails
 
-from monitor.paths import redact_url
+from monitor.config.paths import redact_url
 
 #: Where a set of raw values came from, and the values: ("config file /x.toml", {...}).
 Origin = tuple[str, Mapping[str, Any]]

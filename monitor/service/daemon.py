@@ -5,7 +5,7 @@ jitter), the outbox delivery every few seconds, the mark-price/ADR refresh, and 
 job is coalesced, runs one instance at a time, and has an explicit misfire grace; every network call
 has a timeout (the exchanges' and the channels'), so a hung exchange cannot stall the other jobs.
 
-Only the holder of the writer lock runs jobs (monitor.lock). A replica that cannot take it waits as a hot
+Only the holder of the writer lock runs jobs (monitor.service.lock). A replica that cannot take it waits as a hot
 standby and retries every `standby_retry_seconds`; if the holder loses its lock (its PostgreSQL session
 died) it stops its jobs and becomes a standby itself.
 
@@ -35,16 +35,16 @@ from sqlmodel import Session
 
 from alerts.channels.base import Channel
 from alerts.deliver import DeliveryReport, Dispatcher, deliver_due
-from monitor.alerting import build_channels, delivery_policy, routes
-from monitor.health import check_stale
-from monitor.impacts import assess_now
-from monitor.lock import WriterLock
-from monitor.marketdata import refresh_market, symbols_with_open_positions
-from monitor.metrics import Metrics
-from monitor.polling import Fetch, PollNotRecorded, poll_source
-from monitor.positions import open_positions
-from monitor.settings import Settings
-from monitor.wiring import health_rules, poll_hooks
+from monitor.config.settings import Settings
+from monitor.risk.impacts import assess_now
+from monitor.risk.marketdata import refresh_market, symbols_with_open_positions
+from monitor.risk.positions import open_positions
+from monitor.service.alerting import build_channels, delivery_policy, routes
+from monitor.service.health import check_stale
+from monitor.service.lock import WriterLock
+from monitor.service.metrics import Metrics
+from monitor.service.polling import Fetch, PollNotRecorded, poll_source
+from monitor.service.wiring import health_rules, poll_hooks
 from snapshots.store import PollResult
 
 log = logging.getLogger("tierdrift")

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor import cli_context, output
+from monitor.cli import context as cli_context
+from monitor.cli import output
 from snapshots.model import is_inverse
 from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
-    from monitor.models import Position
-    from monitor.positions import PositionInput
-    from monitor.risk import Assessment
+    from monitor.risk.figures import Assessment
+    from monitor.risk.positions import PositionInput
+    from monitor.store.models import Position
 
 positions_app = typer.Typer(help="Log open positions and see their liquidation risk.", no_args_is_help=True)
 account_app = typer.Typer(help="Cross-margin account settings.", no_args_is_help=True)
@@ -83,7 +84,7 @@ def _position_json(p: Position, a: Assessment | None) -> dict[str, Any]:
 def _assess(ctx: typer.Context, positions: list[Position]) -> dict[int, Assessment]:
     from sqlmodel import Session
 
-    from monitor.impacts import assess_now
+    from monitor.risk.impacts import assess_now
 
     c = cli_context.get(ctx)
     with Session(c.read_engine) as session:
@@ -130,7 +131,7 @@ def add(
     opened_at: Annotated[str | None, typer.Option("--opened-at", help="When it was opened (default now).")] = None,
 ) -> None:
     """Log an open position."""
-    from monitor.positions import PositionInput, validate
+    from monitor.risk.positions import PositionInput, validate
 
     c = cli_context.get(ctx)
     item = PositionInput(
@@ -150,7 +151,7 @@ def add(
 @positions_app.command("close")
 def close(ctx: typer.Context, position_id: cli_context.IdArg) -> None:
     """Mark a position closed (it stays in the log, without risk figures)."""
-    from monitor import positions
+    from monitor.risk import positions
 
     with cli_context.get(ctx).write_session() as session:
         positions.close(session, position_id, utcnow())
@@ -167,7 +168,7 @@ def list_(
     """Open positions with their current risk figures."""
     from sqlmodel import Session, col, select
 
-    from monitor.models import Position
+    from monitor.store.models import Position
 
     with Session(cli_context.get(ctx).read_engine) as session:
         stmt = select(Position).order_by(col(Position.id))
@@ -193,8 +194,8 @@ def show(
     """One position, its risk figures, the inputs behind them, and its impact history."""
     from sqlmodel import Session
 
-    from monitor.models import Position
-    from monitor.positions import priced_with
+    from monitor.risk.positions import priced_with
+    from monitor.store.models import Position
     from snapshots.errors import NotFound
 
     with Session(cli_context.get(ctx).read_engine) as session:
@@ -227,7 +228,7 @@ def _shown(key: str, value: Any) -> str:
 @positions_app.command("import")
 def import_csv(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="CSV with a header row.")]) -> None:
     """Import positions from CSV, all or nothing (columns: see README)."""
-    from monitor import positions
+    from monitor.risk import positions
 
     with cli_context.get(ctx).write_session() as session:
         added = positions.import_csv(session, file, now=utcnow())
@@ -242,7 +243,7 @@ def account_set(
     wallet_balance: Annotated[float, typer.Option("--wallet-balance", help="Cross wallet balance (quote).")],
 ) -> None:
     """Set the cross wallet balance used for that source's cross positions."""
-    from monitor import positions
+    from monitor.risk import positions
 
     with cli_context.get(ctx).write_session() as session:
         positions.set_wallet(session, source, wallet_balance, utcnow())
@@ -260,7 +261,7 @@ IMPACT_FIELDS = (
 def _impacts(ctx: typer.Context, *, since: str | None = None, position_id: int | None = None) -> list[dict[str, Any]]:
     from sqlmodel import Session, col, select
 
-    from monitor.models import Impact
+    from monitor.store.models import Impact
 
     stmt = select(Impact).order_by(col(Impact.detected_at), col(Impact.id))
     if since:
@@ -332,8 +333,8 @@ def liq(
     as_json: cli_context.JsonOpt = False,
 ) -> None:
     """What-if: liquidation price and risk figures of an isolated position, e.g. scaled to a new size."""
-    from monitor.liquidation import liquidation
-    from monitor.positions import PositionInput, check_amount
+    from monitor.risk.liquidation import liquidation
+    from monitor.risk.positions import PositionInput, check_amount
 
     c = cli_context.get(ctx)
     when = cli_context.opt_ts(at) or utcnow()
@@ -345,7 +346,7 @@ def liq(
     )
     spec, table, info, warnings = _whatif(c, item, when)
     figures = liquidation(spec, table, mark=mark, adr=adr, threshold_adr=c.settings.violation_threshold_adr)
-    from monitor.risk import Assessment
+    from monitor.risk.figures import Assessment
 
     data = {
         "source": source,
@@ -400,7 +401,7 @@ def liq(
 
 def _liq_reasons(figures: Any) -> dict[str, str]:
     """The engine's reasons, worded for the calculator: there a missing mark or ADR is an option not given."""
-    from monitor.liquidation import NO_ADR, NO_MARK
+    from monitor.risk.liquidation import NO_ADR, NO_MARK
 
     wording = {NO_MARK: "no mark price given (--mark)", NO_ADR: "no ADR given (--adr)"}
     out = {}
@@ -413,8 +414,8 @@ def _liq_reasons(figures: Any) -> dict[str, str]:
 
 def _whatif(c: cli_context.Context, item: PositionInput, when: Any) -> tuple[Any, Any, Any, list[str]]:
     """The engine's inputs for `liq`: the position, the table in force at `when`, and margin warnings."""
-    from monitor.liquidation import PositionSpec
-    from monitor.positions import size_of
+    from monitor.risk.liquidation import PositionSpec
+    from monitor.risk.positions import size_of
     from snapshots.history import check_source, resolve_symbol, table_at
     from snapshots.model import is_inverse
 

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from monitor import cli_alerts, cli_context, cli_daemon, cli_errors, cli_market, cli_positions, output
+from monitor.cli import alerts as cli_alerts
+from monitor.cli import context as cli_context
+from monitor.cli import daemon as cli_daemon
+from monitor.cli import errors as cli_errors
+from monitor.cli import market as cli_market
+from monitor.cli import output
+from monitor.cli import positions as cli_positions
 from snapshots.errors import TierdriftError
 from snapshots.history import (
     StoredChange,
@@ -29,7 +35,7 @@ from snapshots.model import SOURCES
 from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
-    from monitor.polling import Fetch, Hook
+    from monitor.service.polling import Fetch, Hook
     from snapshots.store import PollResult
 
 
@@ -85,7 +91,7 @@ def poll(
     """Poll the exchanges once now; print what changed and what failed. Exit 1 if any source failed."""
     # monitor.exchanges loads ccxt and httpx lazily: importing it only here keeps read-only commands fast.
     from monitor.exchanges import fetch_snapshot
-    from monitor.lock import LockHeld, writer_lock
+    from monitor.service.lock import LockHeld, writer_lock
 
     c = cli_context.get(ctx)
     sources = [check_source(s) for s in source] if source else c.settings.sources
@@ -114,7 +120,7 @@ def poll(
 
 
 def _poll_one(c: cli_context.Context, source: str, fetch: Fetch, accept_removals: bool) -> PollResult:
-    from monitor.polling import poll_source  # write path: deepdiff and numpy, see `import_`
+    from monitor.service.polling import poll_source  # write path: deepdiff and numpy, see `import_`
 
     return poll_source(
         c.engine,
@@ -130,14 +136,14 @@ def _poll_one(c: cli_context.Context, source: str, fetch: Fetch, accept_removals
 def _import_hooks(c: cli_context.Context, alert: bool) -> list[Hook]:
     if alert:
         return _hooks(c)
-    from monitor.impacts import ImpactContext, freshness, make_hook
+    from monitor.risk.impacts import ImpactContext, freshness, make_hook
 
     return [make_hook(ImpactContext(c.settings.violation_threshold_adr, freshness=freshness(c.settings)))]
 
 
 def _hooks(c: cli_context.Context) -> list[Hook]:
     """What a poll or an import does inside its transaction after storing changes: impacts, alerts, health."""
-    from monitor.wiring import poll_hooks
+    from monitor.service.wiring import poll_hooks
 
     return poll_hooks(c.settings, utcnow)
 
@@ -185,7 +191,7 @@ def import_(
     # The write path pulls deepdiff and numpy (about 60 ms); loaded here so read-only commands start fast.
     from rich.progress import Progress
 
-    from monitor.importer import import_files, plan
+    from monitor.service.importer import import_files, plan
 
     c = cli_context.get(ctx)
     check_source(source)
@@ -420,7 +426,7 @@ def main() -> None:
 
 def run(argv: list[str], *, debug: bool = False) -> int:
     """Run the command line on `argv` and return the exit code. This is the error boundary: whatever goes
-    wrong is printed as one line on stderr (monitor.cli_errors), with its traceback only when `debug`."""
+    wrong is printed as one line on stderr (monitor.cli.errors), with its traceback only when `debug`."""
     bad = cli_errors.not_utf8(argv)
     if bad is not None:
         print(bad, file=sys.stderr)

@@ -38,10 +38,10 @@ from typing import Any, Protocol, TypeVar
 
 from sqlmodel import Session, col, select
 
+from monitor.config.settings import Settings
 from monitor.exchanges.clients import client_failure, public_client
 from monitor.exchanges.errors import Malformed, one_line
-from monitor.models import MarketData, Position
-from monitor.settings import Settings
+from monitor.store.models import MarketData, Position
 from snapshots.errors import TierdriftError
 from snapshots.reader import as_utc
 from snapshots.store import requested_rest

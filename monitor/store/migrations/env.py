@@ -6,7 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import alerts.db  # noqa: F401  (registers the tables on SQLModel.metadata for autogenerate)
-import monitor.models  # noqa: F401
+import monitor.store.models  # noqa: F401
 import snapshots.db  # noqa: F401
 
 target_metadata = SQLModel.metadata

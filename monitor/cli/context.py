@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor import output, paths, storage
-from monitor.revision import HEAD
-from monitor.storage import NoDatabase
+from monitor.cli import output
+from monitor.config import paths
+from monitor.store import storage
+from monitor.store.revision import HEAD
+from monitor.store.storage import NoDatabase
 from snapshots.model import SOURCES
 from snapshots.reader import SqliteReader
 from snapshots.timefmt import parse_ts
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
-    from monitor.settings import Settings
+    from monitor.config.settings import Settings
 
 #: The largest integer SQLite and PostgreSQL store (a signed 64-bit integer): the bound of ids and limits.
 MAX_INT = 2**63 - 1
@@ -46,7 +48,7 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from monitor.settings import load_settings  # pydantic: ~100 ms, only for commands that need it
+            from monitor.config.settings import load_settings  # pydantic: ~100 ms, only for commands that need it
 
             overrides = {"database_url": self.database_url} if self.database_url else {}
             self._settings = load_settings(self.config, **overrides)
@@ -76,7 +78,7 @@ class Context:
     def engine(self) -> Engine:
         """The engine of writing commands: a missing SQLite database is created, its schema migrated."""
         # SQLAlchemy is heavy to import: commands that can read through sqlite3 never reach this.
-        from monitor.database import open_engine
+        from monitor.store.database import open_engine
 
         if self._engine is None:
             self._engine = open_engine(self.url)
@@ -85,7 +87,7 @@ class Context:
     @property
     def read_engine(self) -> Engine:
         """The engine of read-only commands: `NoDatabase` instead of creating a database that is not there."""
-        from monitor.database import open_engine
+        from monitor.store.database import open_engine
 
         if self._engine is None:
             self._engine = open_engine(self.url, create=False)
@@ -98,7 +100,7 @@ class Context:
         once on stderr that it waits. The caller commits."""
         from sqlmodel import Session
 
-        from monitor.database import begin_write
+        from monitor.store.database import begin_write
 
         with Session(self.engine) as session:
             begin_write(session.connection(), lambda: print(WAITING, file=sys.stderr, flush=True))

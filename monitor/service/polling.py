@@ -29,9 +29,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from monitor import storage
+from monitor.config.settings import Settings
 from monitor.exchanges.errors import one_line
-from monitor.settings import Settings
+from monitor.store import storage
 from snapshots.errors import TierdriftError
 from snapshots.model import Snapshot
 from snapshots.store import ApplyFailed, ApplyPolicy, PollResult, apply_snapshot, record_failure, requested_rest

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from monitor.alerting import digest_hook, impact_sink, routes
-from monitor.health import HealthRules, health_hook
-from monitor.impacts import ImpactContext, freshness, make_hook
-from monitor.polling import Hook
-from monitor.settings import Settings
+from monitor.config.settings import Settings
+from monitor.risk.impacts import ImpactContext, freshness, make_hook
+from monitor.service.alerting import digest_hook, impact_sink, routes
+from monitor.service.health import HealthRules, health_hook
+from monitor.service.polling import Hook
 
 
 def health_rules(settings: Settings) -> HealthRules:

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
-from monitor.models import Account, Impact, MarketData, Position
-from monitor.risk import Assessment, Key, Market, assess
-from monitor.settings import Settings
+from monitor.config.settings import Settings
+from monitor.risk.figures import Assessment, Key, Market, assess
+from monitor.store.models import Account, Impact, MarketData, Position
 from snapshots.history import tables_at
 from snapshots.model import Change, TierTable
 from snapshots.reader import as_utc

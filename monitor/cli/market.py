@@ -1,7 +1,7 @@
 """Commands for the cached market data behind risk buffers: `market refresh` and `market show`.
 
 `refresh` is the only command here that talks to an exchange. Heavy imports (SQLModel, and ccxt, which
-`monitor.marketdata` loads when it fetches) happen inside the commands, so registering them costs
+`monitor.risk.marketdata` loads when it fetches) happen inside the commands, so registering them costs
 nothing to read-only commands.
 """
 
@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor import cli_context, output
+from monitor.cli import context as cli_context
+from monitor.cli import output
 from snapshots.history import check_source
 from snapshots.model import SOURCES
 from snapshots.reader import as_utc
 from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
-    from monitor.marketdata import RefreshResult
-    from monitor.models import MarketData
+    from monitor.risk.marketdata import RefreshResult
+    from monitor.store.models import MarketData
 
 market_app = typer.Typer(help="Mark prices and ADRs of the symbols with open positions.", no_args_is_help=True)
 
@@ -37,7 +38,7 @@ def refresh(
     """
     from sqlmodel import Session
 
-    from monitor.marketdata import refresh_market, symbols_with_open_positions
+    from monitor.risk.marketdata import refresh_market, symbols_with_open_positions
 
     c = cli_context.get(ctx)
     only = check_source(source) if source is not None else None
@@ -70,7 +71,7 @@ def show(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
     """Cached mark prices and ADRs with their timestamps, and the last error of each symbol."""
     from sqlmodel import Session, col, select
 
-    from monitor.models import MarketData
+    from monitor.store.models import MarketData
 
     stmt = select(MarketData).order_by(col(MarketData.source), col(MarketData.symbol))
     with Session(cli_context.get(ctx).read_engine) as session:

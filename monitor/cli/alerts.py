@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor import cli_context, output
+from monitor.cli import context as cli_context
+from monitor.cli import output
 from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def deliver_all(c: cli_context.Context) -> DeliveryReport:
     """Attempt every delivery that is due now, each channel in its own worker (a slow receiver delays only its
     own alerts); channels rest after a failure. Ctrl-C abandons the sends in flight: they stay pending."""
     from alerts.deliver import deliver_due
-    from monitor.alerting import build_channels, delivery_policy
+    from monitor.service.alerting import build_channels, delivery_policy
 
     channels = build_channels(c.settings)
     try:
@@ -59,7 +60,7 @@ def send_test(
 ) -> None:
     """Send a sample alert through each configured channel now and report the outcome (nothing is stored)."""
     from alerts.events import sample_alert
-    from monitor.alerting import make_channel
+    from monitor.service.alerting import make_channel
 
     configs = cli_context.get(ctx).settings.all_channels()
     if channel:
