@@ -13,6 +13,7 @@ fmt:
 lint:
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
+	lint-imports
 
 type:
 	$(PY) -m mypy

@@ -1,4 +1,4 @@
-"""Risk figures of stored positions: the bridge between the positions log and the pure engine.
+"""Risk figures of logged positions: the bridge between the positions log and the pure engine.
 
 `assess` prices many positions at once. Cross positions of one Binance USDⓈ-M account need the other
 positions' maintenance margin and PnL (TMM1, UPNL1); these are summed once per account and each
@@ -7,9 +7,10 @@ position's own share is subtracted, so 10,000 positions cost O(n), not O(n²).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from monitor.risk.liquidation import (
     CrossAccount,
@@ -20,13 +21,42 @@ from monitor.risk.liquidation import (
     maintenance_margin,
     unrealised_pnl,
 )
-from monitor.risk.positions import CROSS_ACCOUNT_LEVEL
-from monitor.store.models import Position
 from snapshots.model import TierTable, is_inverse
 
 Key = tuple[str, str]  # (source, symbol)
 
+#: Sources whose cross margin has a per-position formula (domain doc §3).
+CROSS_COMPUTED = ("binance-usdm",)
+#: Sources where cross margin is account-level: positions are kept, their liquidation price is not computed.
+CROSS_ACCOUNT_LEVEL = ("bybit-linear", "bybit-inverse")
+
 ACCOUNT_LEVEL = "account-level (Bybit Unified Trading Account cross margin), not computed"
+
+
+class LoggedPosition(Protocol):
+    """What the figures read of one logged position (`monitor.store.models.Position` has it): this module
+    stays pure, with no database behind its types."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def side(self) -> str: ...
+    @property
+    def entry_price(self) -> float: ...
+    @property
+    def size(self) -> float: ...
+    @property
+    def contract_size(self) -> float: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def margin(self) -> float | None: ...
+    @property
+    def adr_override(self) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +83,7 @@ class Assessment:
     reasons: Mapping[str, str]
 
 
-def spec_of(p: Position) -> PositionSpec:
+def spec_of(p: LoggedPosition) -> PositionSpec:
     return PositionSpec(
         side=p.side,  # type: ignore[arg-type]
         entry_price=p.entry_price,
@@ -66,7 +96,7 @@ def spec_of(p: Position) -> PositionSpec:
 
 
 def _cross_parts(
-    positions: Iterable[Position], tables: Mapping[Key, TierTable], market: Mapping[Key, Market]
+    positions: Iterable[LoggedPosition], tables: Mapping[Key, TierTable], market: Mapping[Key, Market]
 ) -> tuple[dict[str, tuple[float, float]], dict[int, tuple[float, float]], dict[str, str]]:
     """Per source: (ΣMM, ΣPnL) of its cross positions; per position its own share; and blocked sources."""
     totals: dict[str, tuple[float, float]] = {}
@@ -92,7 +122,7 @@ def _cross_parts(
 
 
 def assess(
-    positions: list[Position],
+    positions: Sequence[LoggedPosition],
     tables: Mapping[Key, TierTable],
     market: Mapping[Key, Market],
     wallets: Mapping[str, float],
@@ -125,7 +155,7 @@ def assess(
 
 
 def _cross_for(
-    p: Position,
+    p: LoggedPosition,
     totals: Mapping[str, tuple[float, float]],
     own: Mapping[int, tuple[float, float]],
     blocked: Mapping[str, str],

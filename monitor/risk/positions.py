@@ -20,17 +20,13 @@ from pathlib import Path
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
+from monitor.risk.figures import CROSS_ACCOUNT_LEVEL, CROSS_COMPUTED
 from monitor.risk.liquidation import PositionError
 from monitor.store.models import Account, Position
 from snapshots.errors import NotFound, TierdriftError
 from snapshots.history import check_source, resolve_symbol, table_at
 from snapshots.model import is_inverse
 from snapshots.timefmt import CLOCK_SKEW, iso, parse_ts
-
-#: Sources whose cross margin has a per-position formula (domain doc §3).
-CROSS_COMPUTED = ("binance-usdm",)
-#: Sources where cross margin is account-level: positions are kept, their liquidation price is not computed.
-CROSS_ACCOUNT_LEVEL = ("bybit-linear", "bybit-inverse")
 
 CSV_COLUMNS = (
     "source",
