@@ -107,7 +107,7 @@ def _tracked_transport(url: httpx.URL) -> httpx.HTTPTransport:
     proxy = None if urllib.request.proxy_bypass(url.host) else proxies.get(url.scheme) or proxies.get("all")
     transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0), proxy=proxy)
     # httpx builds its httpcore pool itself and takes no network backend: give the pool ours. Checked, so
-    # that an httpx that changes this fails at start-up (and in tests/test_faults_delivery.py), not silently.
+    # that an httpx that changes this fails at start-up (and in tests/alerts/test_faults_delivery.py), not silently.
     pool = getattr(transport, "_pool", None)
     if pool is None or not hasattr(pool, "_network_backend"):
         raise RuntimeError("this httpx version offers no way to cut a connection off (tierdrift needs 0.27 or 0.28)")

@@ -1,6 +1,6 @@
 """Shapes of what the CLI prints: the `--json` contracts and the human tables.
 
-The JSON shapes are contracts other tools script against; tests/test_cli.py pins their keys.
+The JSON shapes are contracts other tools script against; tests/cli/test_cli.py pins their keys.
 
 Human output treats outside text (symbols, exchange and channel errors, notes) as data: the console
 interprets no Rich markup or emoji codes, every string it renders has its control characters shown as

@@ -2,7 +2,7 @@
 
 Read-only commands need only the database URL. Building `Settings` imports pydantic (about 100 ms here),
 so `database_url` resolves that one key with the same precedence as `Settings`: explicit value,
-`TIERDRIFT_DATABASE_URL`, `database_url` in the config file, the default. tests/test_settings.py checks
+`TIERDRIFT_DATABASE_URL`, `database_url` in the config file, the default. tests/store/test_schema.py checks
 that both agree.
 """
 

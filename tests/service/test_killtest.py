@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-HARNESS = Path(__file__).resolve().parents[1] / "bench" / "killtest.py"
+HARNESS = Path(__file__).resolve().parents[2] / "bench" / "killtest.py"
 
 
 def test_sigkill_during_polls_and_deliveries_loses_and_doubles_nothing(db_url: str) -> None:

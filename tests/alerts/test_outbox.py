@@ -1,7 +1,7 @@
 """The outbox and the delivery loop: retries, back-off, giving up, 410, and transactional enqueueing.
 
 A scripted channel (our own `Channel` protocol, answering from a list) gives precise control of outcomes
-and of the clock; tests/test_alert_delivery.py drives the real channels end to end.
+and of the clock; tests/alerts/test_channels.py drives the real channels end to end.
 """
 
 from __future__ import annotations

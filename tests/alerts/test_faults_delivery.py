@@ -50,7 +50,7 @@ from monitor.fake_exchange import FakeExchange, generate_tables
 from monitor.service.lock import writer_lock
 from tests.conftest import point_at_fake
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 DRIP = 0.5  # seconds between two bytes of a drip-fed answer
 

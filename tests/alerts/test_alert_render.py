@@ -1,7 +1,7 @@
 """alerts.render: golden files for the e-mail, webhook and chat bodies, and the rules behind them.
 
 The golden files in tests/golden/ are compared byte for byte. After an intended change of the output,
-rewrite them with `UPDATE_GOLDEN=1 python -m pytest tests/test_alert_render.py` and review the diff.
+rewrite them with `UPDATE_GOLDEN=1 python -m pytest tests/alerts/test_alert_render.py` and review the diff.
 
 The position-impact example is a consistent one (domain.md §2, §5): a long of 40 ETH at 2,250 (90,000
 notional) with 13,300 isolated margin, mark 2,105 and a 14-day ADR of 85. Binance cuts tier 2's cap
@@ -32,7 +32,7 @@ from alerts.render import (
     table_lines,
 )
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 CREATED = datetime(2026, 3, 14, 9, 30, 5, 123456, tzinfo=UTC)
 
 # The position and the two tiers it liquidates in, before and after the change.
