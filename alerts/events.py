@@ -14,6 +14,7 @@ from typing import Any
 
 from alerts.model import Alert, Severity
 from snapshots.model import Change
+from snapshots.numbers import adr, leverage, money, pct
 
 #: Changes shown one by one in a digest; the rest are counted.
 DIGEST_LINES = 30
@@ -24,20 +25,6 @@ _TIGHTER_IF_DOWN = {"max_leverage", "cap"}
 
 def new_id() -> str:
     return f"alert_{uuid.uuid4().hex}"
-
-
-def money(x: float | None) -> str:
-    if x is None:
-        return "—"
-    return f"{x:,.2f}" if abs(x) >= 1 else f"{x:.6g}"
-
-
-def pct(x: float | None) -> str:
-    return "—" if x is None else f"{x * 100:.4g}%"
-
-
-def adr(x: float | None) -> str:
-    return "—" if x is None else f"{x:.2f} ADR"
 
 
 def _iso(dt: datetime) -> str:
@@ -96,10 +83,6 @@ def _change_line(symbol: str, c: Mapping[str, Any]) -> str:
     field = str(c.get("field"))
     fmt = value_formatter(field)
     return f"{symbol} tier {c.get('tier')} {field.replace('_', ' ')} {fmt(c.get('old'))} → {fmt(c.get('new'))}"
-
-
-def leverage(x: float | None) -> str:
-    return "—" if x is None else f"{x:g}×"
 
 
 def value_formatter(field: str) -> Callable[[float | None], str]:

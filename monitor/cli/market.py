@@ -15,6 +15,7 @@ from monitor.cli import context as cli_context
 from monitor.cli import output
 from snapshots.history import check_source
 from snapshots.model import SOURCES
+from snapshots.numbers import num
 from snapshots.reader import as_utc
 from snapshots.timefmt import iso, utcnow
 
@@ -106,8 +107,8 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         error = f"{output.safe(r['error'])} ({output.when_text(r['error_at'])})" if r["error"] else ""
         table.add_row(
-            r["source"], output.safe(r["symbol"]), output.num(r["mark_price"]), output.when_text(r["mark_at"]),
-            output.num(r["adr"]), "" if r["adr_days"] is None else str(r["adr_days"]), output.when_text(r["adr_at"]),
+            r["source"], output.safe(r["symbol"]), num(r["mark_price"]), output.when_text(r["mark_at"]),
+            num(r["adr"]), "" if r["adr_days"] is None else str(r["adr_days"]), output.when_text(r["adr_at"]),
             error,
         )  # fmt: skip
     output.console().print(table)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from snapshots.history import SourceStatus, StoredChange, VersionInfo
 from snapshots.model import Tier
+from snapshots.numbers import leverage, num, pct
 from snapshots.printable import printable
 from snapshots.timefmt import iso, parse_ts
 
@@ -170,16 +171,6 @@ def emit_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def num(x: float | None, digits: int = 10) -> str:
-    if x is None:
-        return "—"
-    return f"{x:,.{digits}g}" if abs(x) < 1e15 else f"{x:.4g}"
-
-
-def pct(x: float | None) -> str:
-    return "—" if x is None else f"{x * 100:.4g}%"
-
-
 def change_json(c: StoredChange) -> dict[str, Any]:
     ch = c.change
     return {
@@ -261,7 +252,7 @@ def tiers_table(title: str, tiers: Sequence[Tier], unit_label: str) -> Table:
             num(t.cap),
             pct(t.maintenance_margin_rate),
             num(t.maintenance_amount),
-            f"{t.max_leverage:g}×",
+            leverage(t.max_leverage),
         )
     return table
 

@@ -15,6 +15,7 @@ import typer
 from monitor.cli import context as cli_context
 from monitor.cli import output
 from snapshots.model import is_inverse
+from snapshots.numbers import num, pct
 from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
@@ -99,14 +100,14 @@ def _print_positions(rows: list[dict[str, Any]]) -> None:
     )  # fmt: skip
     for r in rows:
         flag = "VIOLATION" if r["violation"] else ("" if r["violation"] is not None else "unknown")
-        liq = output.num(r["liquidation_price"]) if r["not_computed"] is None else r["not_computed"]
+        liq = num(r["liquidation_price"]) if r["not_computed"] is None else r["not_computed"]
         if r["not_computed"] is None and r["liquidation_price"] is None:
             liq = "none"
         table.add_row(
-            str(r["id"]), r["source"], output.safe(r["symbol"]), r["side"], output.num(r["entry_price"]),
-            r["size_input"], output.num(r["mark_price"]), "" if r["tier"] is None else str(r["tier"]),
+            str(r["id"]), r["source"], output.safe(r["symbol"]), r["side"], num(r["entry_price"]),
+            r["size_input"], num(r["mark_price"]), "" if r["tier"] is None else str(r["tier"]),
             output.safe(liq),
-            output.pct(r["distance"]), output.num(r["buffer_adr"], 3), flag,
+            pct(r["distance"]), num(r["buffer_adr"], 3), flag,
         )  # fmt: skip
     output.console().print(table)
 
@@ -309,9 +310,9 @@ def impacts(
         table.add_row(
             output.when_text(r["detected_at"]), str(r["position_id"]), output.safe(r["symbol"]),
             f"{r['old_tier']} → {r['new_tier']}",
-            f"{output.pct(r['old_rate'])} → {output.pct(r['new_rate'])}",
-            f"{output.num(r['old_liquidation_price'])} → {output.num(r['new_liquidation_price'])}",
-            f"{output.num(r['old_buffer_adr'], 3)} → {output.num(r['new_buffer_adr'], 3)}", flag,
+            f"{pct(r['old_rate'])} → {pct(r['new_rate'])}",
+            f"{num(r['old_liquidation_price'])} → {num(r['new_liquidation_price'])}",
+            f"{num(r['old_buffer_adr'], 3)} → {num(r['new_buffer_adr'], 3)}", flag,
         )  # fmt: skip
     output.console().print(table)
 
@@ -367,29 +368,23 @@ def liq(
         output.emit_json(data)
         return
     con = output.console()
-    lp = (
-        "none (cannot be liquidated by price)"
-        if data["liquidation_price"] is None
-        else output.num(data["liquidation_price"])
+    lp = "none (cannot be liquidated by price)" if data["liquidation_price"] is None else num(data["liquidation_price"])
+    con.print(
+        f"{output.safe(table.symbol)} {spec.side}, entry {num(spec.entry_price)}, "
+        f"notional {num(figures.notional)}, margin {num(spec.margin)}"
     )
     con.print(
-        f"{output.safe(table.symbol)} {spec.side}, entry {output.num(spec.entry_price)}, "
-        f"notional {output.num(figures.notional)}, margin {output.num(spec.margin)}"
-    )
-    con.print(
-        f"tier at liquidation: {data['tier']} (rate {output.pct(data['maintenance_margin_rate'])}, "
-        f"amount {output.num(data['maintenance_amount'])})"
+        f"tier at liquidation: {data['tier']} (rate {pct(data['maintenance_margin_rate'])}, "
+        f"amount {num(data['maintenance_amount'])})"
     )
     con.print(f"liquidation price: {lp}")
     if mark is not None:
-        con.print(
-            f"distance from mark: {output.pct(data['distance'])}; buffer: {output.num(data['buffer_adr'], 3)} ADR"
-        )
+        con.print(f"distance from mark: {pct(data['distance'])}; buffer: {num(data['buffer_adr'], 3)} ADR")
     if data["headroom_notional"] is not None:
         con.print(
-            f"headroom: {output.num(data['headroom_notional'])} more notional "
+            f"headroom: {num(data['headroom_notional'])} more notional "
             f"before tier {figures.current_tier.tier + 1}"
-            f" (liquidation price there: {output.num(data['headroom_liquidation_price'])})"
+            f" (liquidation price there: {num(data['headroom_liquidation_price'])})"
         )
     if data["violation"]:
         con.print(f"VIOLATION: buffer below {c.settings.violation_threshold_adr:g} ADR")
