@@ -7,7 +7,8 @@ not wait that long when no other process is delivering: every delivering process
 lock* shared (`ClaimGuard.delivering`), so a process that can take it exclusively knows that every claim
 left is a dead one's, and clears them all (`ClaimGuard.sweep`).
 
-The lock is a `flock` on `<database>.deliver.lock` for a SQLite file (the kernel drops it with its
+The lock is a file lock on `<database>.deliver.lock` for a SQLite file, taken through portalocker (`flock`
+on Linux and macOS, `LockFileEx` on Windows, where a shared lock needs pywin32; the system drops it with its
 process) and an advisory lock for PostgreSQL (the server drops it with its session). An in-memory SQLite
 database belongs to one process: claims there are only ever cleared by expiry.
 """
@@ -15,7 +16,6 @@ database belongs to one process: claims there are only ever cleared by expiry.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,8 +69,10 @@ class ClaimGuard:
 
     def _take_shared(self) -> None:
         if self._path is not None:
+            import portalocker  # lazily: about 30 ms, and only delivering needs it
+
             self._file = self._path.open("a")
-            fcntl.flock(self._file, fcntl.LOCK_SH)  # waits only for a sweep, one UPDATE
+            portalocker.lock(self._file, portalocker.LockFlags.SHARED)  # waits only for a sweep, one UPDATE
         elif self._postgres:
             conn = self._engine.connect()
             conn.execute(text("SELECT pg_advisory_lock_shared(:k)"), {"k": PG_DELIVERY_KEY})
@@ -79,7 +81,7 @@ class ClaimGuard:
 
     def _drop_shared(self) -> None:
         if self._file is not None:
-            self._file.close()  # closing the file releases its flock
+            self._file.close()  # closing the file releases its lock
             self._file = None
         if self._conn is not None:
             with contextlib.suppress(Exception):  # a dead session has dropped the lock already
@@ -90,10 +92,12 @@ class ClaimGuard:
 
     @staticmethod
     def _sweep_file(path: Path, clear: Callable[[], None]) -> bool:
+        import portalocker  # lazily, as in `_take_shared`
+
         with path.open("a") as fh:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+                portalocker.lock(fh, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+            except (portalocker.LockException, OSError):
                 return False
             clear()
         return True

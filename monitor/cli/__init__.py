@@ -60,7 +60,7 @@ def _root(
         Path | None,
         typer.Option(
             "--config",
-            help="TOML config file (default: $TIERDRIFT_CONFIG or ~/.config/tierdrift/config.toml).",
+            help="TOML config file (default: $TIERDRIFT_CONFIG, or ~/.config/tierdrift/config.toml on Linux).",
         ),
     ] = None,
     db: Annotated[

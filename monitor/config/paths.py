@@ -1,5 +1,14 @@
 """Where tierdrift keeps its files, and the database URL without loading the full settings.
 
+The folders follow each platform's convention:
+
+    Linux (and other Unixes)  data  $XDG_DATA_HOME/tierdrift, default ~/.local/share/tierdrift
+                              config $XDG_CONFIG_HOME/tierdrift, default ~/.config/tierdrift
+    macOS                     both  ~/Library/Application Support/tierdrift
+    Windows                   data  %LOCALAPPDATA%\\tierdrift, config %APPDATA%\\tierdrift
+
+macOS and Windows go through platformdirs, imported only there (Linux never loads it).
+
 Read-only commands need only the database URL. Building `Settings` imports pydantic (about 100 ms here),
 so `database_url` resolves that one key with the same precedence as `Settings`: explicit value,
 `TIERDRIFT_DATABASE_URL`, `database_url` in the config file, the default. tests/store/test_schema.py checks
@@ -10,11 +19,18 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from snapshots.errors import TierdriftError
+
+if TYPE_CHECKING:
+    from platformdirs.api import PlatformDirsABC
+
+APP = "tierdrift"
 
 
 class ConfigError(TierdriftError):
@@ -34,15 +50,35 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(base) if base else Path.home() / fallback
 
 
+def _platform_dirs(*, roaming: bool = False) -> PlatformDirsABC | None:
+    """platformdirs' folders of this app on macOS and Windows; None elsewhere, where XDG applies."""
+    if sys.platform == "darwin":
+        from platformdirs.macos import MacOS  # lazily: only macOS needs it
+
+        return MacOS(APP, appauthor=False)
+    if sys.platform == "win32":
+        from platformdirs.windows import Windows  # lazily: only Windows needs it
+
+        # Settings roam with the Windows profile (%APPDATA%); the database stays on this machine (%LOCALAPPDATA%).
+        return Windows(APP, appauthor=False, roaming=roaming)
+    return None
+
+
 def default_data_dir() -> Path:
-    return _xdg("XDG_DATA_HOME", ".local/share") / "tierdrift"
+    dirs = _platform_dirs()
+    if dirs is not None:
+        return Path(dirs.user_data_dir)
+    return _xdg("XDG_DATA_HOME", ".local/share") / APP
 
 
 def default_config_file() -> Path:
     explicit = os.environ.get("TIERDRIFT_CONFIG")
     if explicit:
         return Path(explicit)
-    return _xdg("XDG_CONFIG_HOME", ".config") / "tierdrift" / "config.toml"
+    dirs = _platform_dirs(roaming=True)
+    if dirs is not None:
+        return Path(dirs.user_config_dir) / "config.toml"
+    return _xdg("XDG_CONFIG_HOME", ".config") / APP / "config.toml"
 
 
 #: UTF-8, with the byte-order mark that some Windows editors write skipped.

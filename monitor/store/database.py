@@ -7,7 +7,6 @@ commands stay fast.
 
 from __future__ import annotations
 
-import fcntl
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -67,12 +66,14 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
     if not database or database == ":memory:":
         yield
         return
+    import portalocker  # lazily, like Alembic: only a migration needs it (flock, or LockFileEx on Windows)
+
     with Path(database + ".migrate.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        portalocker.lock(fh, portalocker.LockFlags.EXCLUSIVE)  # waits for the process that migrates
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            portalocker.unlock(fh)
 
 
 def open_engine(url: str, *, create: bool = True) -> Engine:
