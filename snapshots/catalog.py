@@ -3,7 +3,7 @@
 `snapshots.db` (SQLModel) is the schema's single definition and the write side. Importing SQLModel and
 the ORM costs about 130 ms on a small machine, more than the whole budget of a read-only command such as
 `tierdrift tiers` (300 ms as a process), so queries that only read use these Core handles instead.
-tests/test_catalog.py checks every column here against the SQLModel tables.
+tests/store/test_schema.py checks every column here against the SQLModel tables.
 
 Datetimes read through these handles come back naive from SQLite; `snapshots.reader.as_utc` makes them
 aware UTC.
