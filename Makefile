@@ -1,7 +1,7 @@
 # One command per habit; CI (.ci/run) calls these same targets.
 PY ?= python3
 
-.PHONY: install fmt lint type test check bench
+.PHONY: install fmt lint type test check bench faults
 
 install:
 	$(PY) -m pip install -e '.[test,postgres]'
@@ -25,3 +25,6 @@ check: lint type test
 
 bench:
 	$(PY) bench/run_all.py
+
+faults:
+	$(PY) bench/faults.py

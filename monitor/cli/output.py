@@ -62,13 +62,13 @@ def safe(text: object, limit: int | None = TEXT_LIMIT) -> str:
 def error_text(exc: BaseException) -> str:
     """`error: …` for a deliberate error, on one line with its control characters escaped (its text may
     quote a symbol or a server's answer). An error listing `problems` (a CSV import's bad rows) adds one
-    line per problem under it, each made one line the same way."""
+    line per problem under it, indented, each made one line the same way."""
     text = str(exc)
     found = getattr(exc, "problems", None)
     problems = [str(p) for p in found] if isinstance(found, list) else []
     listed = "\n" + "\n".join(problems)
     if problems and text.endswith(listed):
-        return "\n".join([f"error: {printable(text[: -len(listed)])}", *map(printable, problems)])
+        return "\n".join([f"error: {printable(text[: -len(listed)])}", *(f"  {printable(p)}" for p in problems)])
     return f"error: {printable(text)}"
 
 

@@ -61,6 +61,10 @@ class CsvImportError(TierdriftError):
     """Every bad row of a CSV file (up to `MAX_REPORTED`), one per line; nothing was written."""
 
     def __init__(self, path: str, problems: list[str]) -> None:
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"{path}: {problems[0]}; nothing imported")
+            self.problems: list[str] = []
+            return
         shown = problems[:MAX_REPORTED]
         if len(problems) > len(shown):
             shown.append(f"… and {len(problems) - len(shown)} more")

@@ -243,7 +243,7 @@ def test_a_hostile_error_is_one_line_from_main(tmp_path: Path, db_url: str) -> N
     assert hidden(proc.stderr) == []
     first, *rows = proc.stderr.splitlines()
     assert first.startswith("error: ") and "bad\\x1b[31m\\nerror: forged\\u202e.csv: 2 bad row(s)" in first
-    assert [r.split(":")[0] for r in rows] == ["line 2", "line 3"]
+    assert [r.split(":")[0] for r in rows] == ["  line 2", "  line 3"]  # the detail, indented
 
 
 def test_log_lines_of_the_daemon_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
