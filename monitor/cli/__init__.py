@@ -98,7 +98,9 @@ def poll(
     cli_context.warn(c.settings)  # no channel: the changes are stored, and nobody hears of them
     lock = writer_lock(c.engine)
     if not lock.acquire():
-        raise LockHeld(f"`tierdrift run` (or another poll) holds the {lock.describe()} and is already polling")
+        raise LockHeld(
+            f"`tierdrift run` (or another poll) holds the {lock.describe()}{lock.held_by()} and is already polling"
+        )
     try:
         results = [
             _poll_one(c, name, lambda src, st: fetch_snapshot(src, st, now=utcnow), accept_removals) for name in sources

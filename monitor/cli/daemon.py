@@ -70,7 +70,7 @@ def _run_once(daemon: Daemon) -> None:
 
     lock = daemon.lock
     if not lock.acquire():
-        raise LockHeld(f"another tierdrift writer holds the {lock.describe()}; stop it or wait")
+        raise LockHeld(f"another tierdrift writer holds the {lock.describe()}{lock.held_by()}; stop it or wait")
     try:
         report = daemon.cycle(deliver=False)
     finally:

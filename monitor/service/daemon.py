@@ -224,7 +224,7 @@ class Daemon:
             while not self.stop_event.is_set():
                 if not self.lock.acquire():
                     self.metrics.standby.set(1)
-                    log.info("standby: %s is held by another writer", self.lock.describe())
+                    log.info("standby: %s is held by another writer%s", self.lock.describe(), self.lock.held_by())
                     self.stop_event.wait(self.settings.standby_retry_seconds)
                     continue
                 self._holding = True

@@ -43,6 +43,10 @@ class WriterLock(Protocol):
 
     def describe(self) -> str: ...
 
+    def held_by(self) -> str:
+        """Who holds it, for the message of a second writer: " (pid 1234)", or "" when that is unknown."""
+        ...
+
 
 class FileLock:
     """An exclusive lock on `<database>.lock`, holding the owner's pid for the error message of a second writer."""
@@ -90,6 +94,11 @@ class FileLock:
 
     def describe(self) -> str:
         return f"lock file {self.path}"
+
+    def held_by(self) -> str:
+        # The holder writes its pid into the file (on Windows the lock keeps others from reading it).
+        owner = self.owner()
+        return f" (pid {owner})" if owner.isdigit() else ""
 
 
 class AdvisoryLock:
@@ -151,6 +160,9 @@ class AdvisoryLock:
 
     def describe(self) -> str:
         return f"PostgreSQL advisory lock {self.key}"
+
+    def held_by(self) -> str:
+        return ""  # the holder's server backend is known to PostgreSQL, its process (and host) is not
 
 
 def writer_lock(engine: Engine) -> WriterLock:

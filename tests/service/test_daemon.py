@@ -24,7 +24,7 @@ from monitor.exchanges import fetch_snapshot
 from monitor.fake_exchange import RISK_LIMIT, FakeExchange, Fault, generate_tables
 from monitor.service.daemon import Daemon
 from monitor.service.httpserver import HealthServer
-from monitor.service.lock import writer_lock
+from monitor.service.lock import FileLock, writer_lock
 from snapshots.history import recent_polls
 from snapshots.model import SOURCES
 from snapshots.timefmt import utcnow
@@ -122,6 +122,8 @@ def test_poll_command_refuses_while_the_daemon_writes(env: str, engine: Engine) 
         result = runner.invoke(app, ["--db", env, "poll"])
         assert result.exit_code != 0
         assert "already polling" in str(result.exception)
+        if isinstance(lock, FileLock):  # the holder's pid is in the file, and in the message
+            assert f"(pid {os.getpid()})" in str(result.exception)
     finally:
         lock.release()
 
