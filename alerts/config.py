@@ -1,6 +1,7 @@
 """Channel configuration: the `[[channels]]` tables of the config file, and their filters.
 
-Secrets (SMTP password, webhook secret, any token in a webhook URL) are `SecretStr`: they print as
+Secrets (SMTP password, webhook secret, any token in a webhook URL, a Telegram bot token, an ntfy topic URL,
+token or password) are `SecretStr`: they print as
 `**********` and are only unwrapped by the channel that uses them.
 
 Everything is checked when the settings load, so that a channel cannot fail later on a value that could
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from alerts.model import KINDS, Alert, Severity
 from alerts.signing import secret_key
@@ -204,4 +205,131 @@ class EmailConfig(BaseModel):
         return value
 
 
-ChannelConfig = Annotated[WebhookConfig | EmailConfig, Field(discriminator="type")]
+#: A Telegram bot token as BotFather issues it: the bot's numeric id, a colon, then the secret part.
+_BOT_TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{20,100}")
+#: A public channel or supergroup username (`@name`, 5 to 32 characters, telegram.org "Usernames").
+_CHAT_USERNAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{3,31}")
+
+
+def check_bot_token(token: str) -> str:
+    """`token` if it is shaped like a Telegram bot token (`123456:ABC-DEF…`); `ValueError` naming no token."""
+    if not _BOT_TOKEN.fullmatch(token):
+        raise ValueError("a Telegram bot token looks like 123456789:AAH…, as BotFather gives it (digits, colon, key)")
+    return token
+
+
+def check_chat_id(value: int | str) -> int | str:
+    """A numeric chat id (negative for groups and channels) or a public `@channelusername`."""
+    if isinstance(value, bool):
+        raise ValueError("must be a numeric chat id or an @channel name, not true or false")
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    if re.fullmatch(r"-?[0-9]{1,20}", text):
+        return int(text)  # from an environment variable, or written as a string in the file
+    if not _CHAT_USERNAME.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} is not a chat id: give a number such as -1001234567890 or @channelname")
+    return text
+
+
+class TelegramConfig(BaseModel):
+    """A Telegram chat that a bot posts to (Bot API `sendMessage`, HTML formatting)."""
+
+    model_config = STRICT
+
+    type: Literal["telegram"] = "telegram"
+    name: str = "telegram"
+    token: SecretStr  # the bot token: it is part of every request's URL path, so never shown
+    chat_id: int | str  # a numeric id (groups and channels are negative) or "@channelname"
+    #: The Bot API server: telegram.org's, or a self-hosted telegram-bot-api (and a test double).
+    api_url: str = "https://api.telegram.org"
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  # seconds for each connect, write or read
+    #: Seconds for a whole attempt, however slowly the server answers; None: 3 × timeout.
+    deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
+    filters: Filters = Field(default_factory=Filters)
+
+    @property
+    def attempt_deadline(self) -> float:
+        return self.deadline if self.deadline is not None else 3 * self.timeout
+
+    _name = field_validator("name")(_check_name)
+    _timeout = field_validator("timeout", mode="before")(_not_boolean)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        check_bot_token(value.get_secret_value())
+        return value
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat_id(cls, value: object) -> object:
+        return check_chat_id(value) if isinstance(value, int | str) else value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        check_http_url(value)
+        if urlsplit(value).query or urlsplit(value).fragment:
+            raise ValueError("must be the server's base URL, without a query or fragment")
+        return value.rstrip("/")
+
+
+class NtfyConfig(BaseModel):
+    """An ntfy topic (ntfy.sh or a self-hosted server) that receives a plain-text push per alert."""
+
+    model_config = STRICT
+
+    type: Literal["ntfy"] = "ntfy"
+    name: str = "ntfy"
+    #: The topic URL, e.g. https://ntfy.sh/mytopic: on a public server an unguessable topic name is
+    #: itself the credential, so only the host is ever shown.
+    url: SecretStr
+    token: SecretStr | None = None  # an access token (`tk_…`), sent as `Authorization: Bearer`
+    username: str | None = None  # with `password`: HTTP Basic auth
+    password: SecretStr | None = None
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  # seconds for each connect, write or read
+    #: Seconds for a whole attempt, however slowly the server answers; None: 3 × timeout.
+    deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
+    filters: Filters = Field(default_factory=Filters)
+
+    @property
+    def attempt_deadline(self) -> float:
+        return self.deadline if self.deadline is not None else 3 * self.timeout
+
+    _name = field_validator("name")(_check_name)
+    _timeout = field_validator("timeout", mode="before")(_not_boolean)
+
+    @field_validator("url")
+    @classmethod
+    def _topic_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        check_http_url(url)
+        parts = urlsplit(url)
+        if not parts.path.strip("/") or parts.query or parts.fragment:
+            raise ValueError("must be a topic URL such as https://ntfy.sh/mytopic (a path, no query)")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials: use username and password, or token")
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        if value is not None and (not value or ":" in value or _CONTROL.search(value)):
+            raise ValueError("must be a non-empty user name without a colon or control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_log_in(self) -> NtfyConfig:
+        if (self.username is None) != (self.password is None):
+            missing = "password" if self.username is not None else "username"
+            raise ValueError(f"{missing} is missing: give both username and password, or neither")
+        if self.token is not None and self.username is not None:
+            raise ValueError("give either token or username and password, not both")
+        for secret in (self.token, self.password):
+            if secret is not None and (not secret.get_secret_value() or _CONTROL.search(secret.get_secret_value())):
+                raise ValueError("token and password must be non-empty, without control characters")
+        return self
+
+
+ChannelConfig = Annotated[WebhookConfig | EmailConfig | TelegramConfig | NtfyConfig, Field(discriminator="type")]

@@ -13,8 +13,9 @@ cuts the attempts in flight off and releases their claims without counting an at
 Back-off is per delivery (exponential with jitter, at least the receiver's `Retry-After`) and per
 channel: after a retryable failure the channel rests until its retry time, so a receiver that is down
 costs at most one failed attempt per backoff step instead of one per pending alert. A delivery still
-failing `max_age` after it was created is marked failed; an endpoint answering 410 Gone disables its
-channel, with the reason recorded.
+failing `max_age` after it was created is marked failed; an endpoint that is gone for good (a webhook's
+410 Gone, a Telegram chat not found or that blocked the bot: `SendResult.gone`) disables its channel, with
+the reason recorded.
 """
 
 from __future__ import annotations
@@ -363,7 +364,8 @@ def _mark(
             state.consecutive_failures, state.retry_at = 0, None
             report.sent += 1
         elif result.gone:
-            reason = f"endpoint answered 410 Gone at {now.isoformat()}: channel disabled; {result.error or ''}".strip()
+            # 410 Gone from a webhook, a Telegram chat that is gone or has blocked the bot: the error says which.
+            reason = f"endpoint gone for good at {now.isoformat()}: channel disabled; {result.error or ''}".strip()
             row.status, row.last_error = "failed", reason
             state.disabled_at, state.disabled_reason = now, reason
             session.execute(

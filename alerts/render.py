@@ -6,6 +6,7 @@ a crash is identical to the first attempt, and golden files can pin the output (
 - `render_text` / `render_html`: the two parts of the e-mail; `subject` its Subject line.
 - `render_json`: the versioned webhook payload (schema `tierdrift.alert/v1`, see `SCHEMA`).
 - `render_chat`: Slack and Discord incoming-webhook bodies, cut to each service's message limit.
+- `render_telegram`: a Telegram message in its HTML subset; `fit_lines` cuts any text to a limit.
 
 Alert text quotes exchanges' symbols and error messages and users' notes: it is data in every human
 rendering. Its control, format and separator characters are shown as escapes (`snapshots.printable`),
@@ -15,7 +16,7 @@ and it is escaped for each medium (HTML, Slack mrkdwn, Discord markdown). The we
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -265,3 +266,54 @@ def render_chat(alert: Alert, flavour: ChatFlavour) -> dict[str, Any]:
         return {"text": text}
     # Alert text comes from exchanges' symbol names and user notes: never let it ping anyone.
     return {"content": text, "allowed_mentions": {"parse": []}}
+
+
+# --- Telegram -----------------------------------------------------------------------------------------
+
+#: Characters of a Telegram message after its entities are parsed (core.telegram.org/bots/api#sendmessage);
+#: Telegram counts UTF-16 code units, and so does `telegram_length`.
+TELEGRAM_LIMIT = 4096
+
+
+def telegram_length(text: str) -> int:
+    """`text`'s length in UTF-16 code units, as Telegram counts (an emoji outside the BMP counts two).
+    Measured on the HTML markup, which is never shorter than the text Telegram counts after parsing it."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def more_hint(alert: Alert) -> str:
+    """Where to read what a cut message left out: `tierdrift changes …` for a digest, else the alert list."""
+    source, since = alert.data.get("source"), alert.data.get("detected_at")
+    if alert.kind == "tier_changes" and isinstance(source, str) and isinstance(since, str):
+        return printable(f"tierdrift changes --source {source} --since {since}")
+    return "tierdrift alerts list"
+
+
+def fit_lines(
+    head: Sequence[str], body: Sequence[str], foot: Sequence[str], limit: int, length: Callable[[str], int], more: str
+) -> str:
+    """`head`, `body` and `foot` joined by newlines, within `limit` as `length` measures it: body lines are
+    dropped from the end and replaced by one `… N more lines (<more>)` line. One message, never several."""
+    full = "\n".join([*head, *body, *foot])
+    if length(full) <= limit:
+        return full
+    for keep in range(len(body) - 1, -1, -1):
+        text = "\n".join([*head, *body[:keep], f"… {len(body) - keep} more lines ({more})", *foot])
+        if length(text) <= limit:
+            return text
+    return "\n".join(head)[:limit]  # callers clip every line, so the title alone always fits
+
+
+def render_telegram(alert: Alert, limit: int = TELEGRAM_LIMIT) -> str:
+    """A Telegram `sendMessage` text with `parse_mode` HTML: the title in `<b>`, the summary lines, the old →
+    new table one `<code>` line per row, and the footer in `<i>`. Only `<b>`, `<i>` and `<code>` are used;
+    every piece of alert text is made printable and then escaped with `html.escape`, so that `<b>`, `&` or
+    a link in a symbol or a note stays text. At most `limit` characters (as Telegram counts them): lines
+    that do not fit are dropped from the end, with a pointer to where the rest can be read."""
+    alert = printable_alert(alert)
+    marker = {Severity.CRITICAL: "CRITICAL: ", Severity.WARNING: "WARNING: "}.get(alert.severity, "")
+    head = [f"<b>{_e(marker + _clip(alert.title, _CHAT_LINE_MAX))}</b>"]
+    body = [_e(_clip(line, _CHAT_LINE_MAX)) for line in alert.lines]
+    body += [f"<code>{_e(_clip(row, _CHAT_LINE_MAX))}</code>" for row in table_lines(alert.rows)]
+    foot = ["<i>" + _e(" · ".join(f"{k} {v}" for k, v in _footer_fields(alert))) + "</i>"]
+    return fit_lines(head, body, foot, limit, telegram_length, _e(more_hint(alert)))

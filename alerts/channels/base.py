@@ -23,7 +23,7 @@ class SendResult:
     error: str | None = None
     retryable: bool = True  # False: retrying the same message cannot succeed (e.g. 400, bad address)
     retry_after: float | None = None  # seconds the receiver asked us to wait (HTTP Retry-After)
-    gone: bool = False  # the endpoint is gone for good (HTTP 410): disable the channel
+    gone: bool = False  # the endpoint is gone for good (HTTP 410, a Telegram chat gone): disable the channel
 
     @classmethod
     def success(cls) -> SendResult:
@@ -34,7 +34,7 @@ class Channel(Protocol):
     """A configured destination. `name` is unique among the configured channels."""
 
     name: str
-    kind: str  # "webhook" | "email"
+    kind: str  # "webhook" | "email" | "telegram" | "ntfy"
 
     def send(self, alert: Alert) -> SendResult: ...
 

@@ -100,7 +100,7 @@ class _TrackedBackend(httpcore.SyncBackend):
         return stream
 
 
-def _tracked_transport(url: httpx.URL) -> httpx.HTTPTransport:
+def tracked_transport(url: httpx.URL) -> httpx.HTTPTransport:
     """A transport without keep-alive whose sockets the current watchdog can cut off. The proxy, if any, is
     the environment's (HTTPS_PROXY, NO_PROXY…), as httpx would pick it for a client without a transport."""
     proxies = urllib.request.getproxies_environment()
@@ -146,7 +146,7 @@ class WebhookChannel:
         self._client = (
             client
             if client is not None
-            else httpx.Client(follow_redirects=False, transport=_tracked_transport(self._url))
+            else httpx.Client(follow_redirects=False, transport=tracked_transport(self._url))
         )
         self._clock = clock
 

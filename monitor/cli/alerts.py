@@ -70,7 +70,7 @@ def send_test(
     if not configs:
         output.console().print(
             "no channels configured: set TIERDRIFT_WEBHOOK_URL, or TIERDRIFT_SMTP_URL and TIERDRIFT_EMAIL_TO,"
-            " or add [[channels]] to the config file"
+            " or TIERDRIFT_TELEGRAM_TOKEN and TIERDRIFT_TELEGRAM_CHAT_ID, or add [[channels]] to the config file"
         )
         raise typer.Exit(1)
     alert = sample_alert(utcnow())

@@ -142,18 +142,26 @@ def startup_summary(settings: Settings, health_url: str | None, once: bool, now:
 
 def describe_channel(channel: ChannelConfig) -> str:
     """`webhook 'ops' → https://hooks.example.com/… (json)`: the host only, as a webhook URL's path or query
-    can be the credential; an e-mail channel's relay without its password, and its recipients."""
+    can be the credential (so can a Telegram bot's path and an ntfy topic); an e-mail channel's relay without
+    its password, and its recipients."""
     from urllib.parse import urlsplit
 
-    from alerts.config import WebhookConfig
+    from alerts.config import NtfyConfig, TelegramConfig, WebhookConfig
     from alerts.smtpurl import parse_smtp_url
+
+    def host_only(url: str) -> str:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        return f"{parts.scheme}://{host}{port}/…"
 
     filtered = " (filtered)" if channel.filters.model_dump() != type(channel.filters)().model_dump() else ""
     if isinstance(channel, WebhookConfig):
-        parts = urlsplit(channel.url.get_secret_value())
-        port = f":{parts.port}" if parts.port else ""
-        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
-        return f"webhook {channel.name!r} → {parts.scheme}://{host}{port}/… ({channel.format}){filtered}"
+        return f"webhook {channel.name!r} → {host_only(channel.url.get_secret_value())} ({channel.format}){filtered}"
+    if isinstance(channel, TelegramConfig):  # the bot token is in the URL path: the host only
+        return f"telegram {channel.name!r} → {host_only(channel.api_url)} chat {channel.chat_id}{filtered}"
+    if isinstance(channel, NtfyConfig):  # the topic name can be the credential: the host only
+        return f"ntfy {channel.name!r} → {host_only(channel.url.get_secret_value())}{filtered}"
     relay = parse_smtp_url(channel.smtp_url.get_secret_value()).describe()
     return f"email {channel.name!r} → {relay} to {', '.join(channel.to)}{filtered}"
 

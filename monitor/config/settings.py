@@ -38,8 +38,12 @@ from alerts.config import (
     STRICT,
     ChannelConfig,
     EmailConfig,
+    NtfyConfig,
+    TelegramConfig,
     WebhookConfig,
     check_address,
+    check_bot_token,
+    check_chat_id,
     check_http_url,
     check_whsec,
 )
@@ -63,6 +67,7 @@ _MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"  # `_`: Docker and Compose service names
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_BOT_TOKEN_SHAPE = re.compile(r"[0-9]+:[A-Za-z0-9_-]{20,}")
 
 
 class BinanceSettings(BaseModel):
@@ -136,6 +141,9 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     email_to: str | None = None  # comma-separated addresses
     email_from: str = "tierdrift@localhost"
+    #: Shortcut for containers: one Telegram channel named "telegram" (TIERDRIFT_TELEGRAM_TOKEN, _CHAT_ID).
+    telegram_token: SecretStr | None = None
+    telegram_chat_id: str | None = None  # a numeric chat id or @channelname
     #: Alert when a source has failed for this many minutes (and again when it recovers).
     health_alert_after_minutes: float = Field(default=30.0, gt=0, le=7 * _DAY / _MINUTE)
     #: A source without a successful poll for this many minutes is stale (`tierdrift check`, alerts).
@@ -232,6 +240,18 @@ class Settings(BaseSettings):
             parse_smtp_url(value.get_secret_value())  # its errors never repeat the URL
         return value
 
+    @field_validator("telegram_token")
+    @classmethod
+    def _telegram_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_bot_token(value.get_secret_value())  # its error never repeats the token
+        return value
+
+    @field_validator("telegram_chat_id", mode="before")
+    @classmethod
+    def _telegram_chat_id(cls, value: Any) -> Any:
+        return str(check_chat_id(value)) if isinstance(value, int | str) else value
+
     @field_validator("email_to")
     @classmethod
     def _email_to(cls, value: str | None) -> str | None:
@@ -266,6 +286,10 @@ class Settings(BaseSettings):
         if self.smtp_url and self.email_to and "email" not in taken:
             to = [a.strip() for a in self.email_to.split(",") if a.strip()]
             out.append(EmailConfig(name="email", smtp_url=self.smtp_url, to=to, sender=self.email_from))
+        if self.telegram_token and self.telegram_chat_id and "telegram" not in taken:
+            out.append(
+                TelegramConfig(name="telegram", token=self.telegram_token, chat_id=check_chat_id(self.telegram_chat_id))
+            )
         return out
 
     @field_validator("source_intervals")
@@ -298,9 +322,19 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, for redaction of log lines and error messages (database passwords too)."""
         values = [self.binance.api_key, self.binance.api_secret, self.webhook_url, self.webhook_secret, self.smtp_url]
+        values.append(self.telegram_token)
         for c in self.channels:
-            values.extend([c.url, c.secret] if isinstance(c, WebhookConfig) else [c.smtp_url])
+            if isinstance(c, WebhookConfig):
+                values.extend([c.url, c.secret])
+            elif isinstance(c, EmailConfig):
+                values.append(c.smtp_url)
+            elif isinstance(c, TelegramConfig):
+                values.append(c.token)
+            elif isinstance(c, NtfyConfig):
+                values.extend([c.url, c.token, c.password])
         shown = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        # A bot token's secret half alone (after "123456:") must not survive redaction either.
+        shown += [t.split(":", 1)[1] for t in list(shown) if _BOT_TOKEN_SHAPE.fullmatch(t)]
         return shown + url_secrets(self.database_url)
 
     def warnings(self) -> list[str]:
@@ -308,23 +342,32 @@ class Settings(BaseSettings):
         shortcuts, and above all no channel at all (alerts would be recorded and reach no one)."""
         out = list(self._notes)
         taken = {c.name for c in self.channels}
+        no_telegram = "no Telegram message will be sent"
         halves = [
             (self.smtp_url, self.email_to, "smtp_url", "email_to", "no e-mail will be sent"),
             (self.email_to, self.smtp_url, "email_to", "smtp_url", "no e-mail will be sent"),
             (self.webhook_secret, self.webhook_url, "webhook_secret", "webhook_url", "nothing is signed or sent"),
+            (self.telegram_token, self.telegram_chat_id, "telegram_token", "telegram_chat_id", no_telegram),
+            (self.telegram_chat_id, self.telegram_token, "telegram_chat_id", "telegram_token", no_telegram),
         ]
         for given, needed, name, missing, effect in halves:
             if given and not needed:
                 env = f"{ENV}{missing.upper()}"
                 out.append(f"{ENV}{name.upper()} ({name}) is set but {env} ({missing}) is not: {effect}; set {env}")
-        for value, name in ((self.webhook_url, "webhook"), (self.smtp_url and self.email_to, "email")):
+        shortcuts = (
+            (self.webhook_url, "webhook"),
+            (self.smtp_url and self.email_to, "email"),
+            (self.telegram_token and self.telegram_chat_id, "telegram"),
+        )
+        for value, name in shortcuts:
             if value and name in taken:
                 out.append(f"the {name} shortcut is ignored: a [[channels]] table is already named {name!r}")
         if not self.all_channels():
             out.append(
                 "no alert channel is configured: changes and margin-risk violations are recorded but NO ALERT "
                 "WILL REACH ANYONE; set TIERDRIFT_WEBHOOK_URL, or TIERDRIFT_SMTP_URL and TIERDRIFT_EMAIL_TO, "
-                "or add a [[channels]] table to the config file"
+                "or TIERDRIFT_TELEGRAM_TOKEN and TIERDRIFT_TELEGRAM_CHAT_ID, or add a [[channels]] table to the "
+                "config file"
             )
         return out
 
@@ -356,11 +399,11 @@ class Settings(BaseSettings):
         for key in ("api_key", "api_secret"):
             if data["binance"].get(key):
                 data["binance"][key] = "***"
-        for key in ("webhook_url", "webhook_secret", "smtp_url"):
+        for key in ("webhook_url", "webhook_secret", "smtp_url", "telegram_token"):
             if data.get(key):
                 data[key] = "***"
         for channel in data["channels"]:
-            for key in ("url", "secret", "smtp_url"):
+            for key in ("url", "secret", "smtp_url", "token", "password"):
                 if channel.get(key):
                     channel[key] = "***"
         return data

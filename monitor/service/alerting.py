@@ -15,8 +15,10 @@ from sqlmodel import Session, col, select
 
 from alerts.channels.base import Channel
 from alerts.channels.email import EmailChannel
+from alerts.channels.ntfy import NtfyChannel
+from alerts.channels.telegram import TelegramChannel
 from alerts.channels.webhook import WebhookChannel
-from alerts.config import ChannelConfig, EmailConfig
+from alerts.config import ChannelConfig, EmailConfig, NtfyConfig, TelegramConfig
 from alerts.deliver import DeliveryPolicy
 from alerts.events import digest_alert, impact_alert
 from alerts.outbox import Route, enqueue
@@ -34,6 +36,10 @@ def routes(settings: Settings) -> list[Route]:
 def make_channel(config: ChannelConfig) -> Channel:
     if isinstance(config, EmailConfig):
         return EmailChannel(config)
+    if isinstance(config, TelegramConfig):
+        return TelegramChannel(config)
+    if isinstance(config, NtfyConfig):
+        return NtfyChannel(config)
     return WebhookChannel(config)
 
 

@@ -157,7 +157,7 @@ def test_410_disables_the_channel_with_a_reason(engine: Engine, clock: Clock) ->
     with Session(engine) as s:
         state = s.get(ChannelState, "gone")
         assert state is not None and state.disabled_at is not None
-        assert "410 Gone" in (state.disabled_reason or "")
+        assert "channel disabled; HTTP 410" in (state.disabled_reason or "")
     clock.advance(10_000)
     run(engine, clock, gone, mail)
     assert len(gone.sent) == 1  # a disabled channel is never tried again
