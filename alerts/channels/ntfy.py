@@ -29,15 +29,13 @@ import httpx
 from alerts.channels.base import SendResult
 from alerts.channels.httpsend import (
     USER_AGENT,
-    Expired,
-    cut_off,
     make_client,
+    parse_retry_after,
+    post,
     read_body,
     redact_url,
-    transport_failure,
 )
 from alerts.channels.watchdog import Watchdog
-from alerts.channels.webhook import parse_retry_after
 from alerts.config import NtfyConfig
 from alerts.model import Alert, Severity
 from alerts.render import fit_lines, more_hint, render_text
@@ -127,18 +125,9 @@ class NtfyChannel:
     def send(self, alert: Alert) -> SendResult:
         """Publish `alert` once, within `deadline` seconds in all; never raises for a delivery failure."""
         body = ntfy_body(alert)
-        with Watchdog(self.deadline) as dog:
-            try:
-                with self._client.stream(
-                    "POST", self._url, content=body, headers=self.headers(alert), timeout=self._config.timeout
-                ) as response:
-                    return self._classify(response, dog)
-            except httpx.TransportError as exc:
-                if dog.reason:
-                    return cut_off(dog, self.deadline, self._where)
-                return transport_failure(exc, self._config.timeout, self._where, self._scrub)
-            except Expired:
-                return cut_off(dog, self.deadline, self._where)
+        headers = self.headers(alert)
+        return post(self._client, self._url, body, headers, self._config.timeout, self.deadline, self._where,
+                    self._scrub, self._classify)  # fmt: skip
 
     def _classify(self, response: httpx.Response, dog: Watchdog) -> SendResult:
         status = response.status_code

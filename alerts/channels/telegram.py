@@ -28,16 +28,15 @@ import httpx
 
 from alerts.channels.base import SendResult
 from alerts.channels.httpsend import (
+    MAX_RETRY_AFTER,
     USER_AGENT,
-    Expired,
-    cut_off,
     make_client,
+    parse_retry_after,
+    post,
     read_body,
     redact_url,
-    transport_failure,
 )
 from alerts.channels.watchdog import Watchdog
-from alerts.channels.webhook import MAX_RETRY_AFTER, parse_retry_after
 from alerts.config import TelegramConfig
 from alerts.model import Alert
 from alerts.render import render_telegram
@@ -92,18 +91,8 @@ class TelegramChannel:
         """Send `alert` once, within `deadline` seconds in all; never raises for a delivery failure."""
         body = json.dumps(self.payload(alert), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         headers = {"content-type": "application/json", "user-agent": USER_AGENT, "accept-encoding": "identity"}
-        with Watchdog(self.deadline) as dog:
-            try:
-                with self._client.stream(
-                    "POST", self._url, content=body, headers=headers, timeout=self._config.timeout
-                ) as response:
-                    return self._classify(response, dog)
-            except httpx.TransportError as exc:
-                if dog.reason:
-                    return cut_off(dog, self.deadline, self._where)
-                return transport_failure(exc, self._config.timeout, self._where, self._scrub)
-            except Expired:
-                return cut_off(dog, self.deadline, self._where)
+        return post(self._client, self._url, body, headers, self._config.timeout, self.deadline, self._where,
+                    self._scrub, self._classify)  # fmt: skip
 
     def _classify(self, response: httpx.Response, dog: Watchdog) -> SendResult:
         status = response.status_code

@@ -20,99 +20,34 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
-from collections.abc import Callable, Iterable
-from datetime import UTC
-from email.utils import parsedate_to_datetime
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Callable
 from urllib.parse import unquote
 
-import httpcore
 import httpx
 
 from alerts.channels.base import SendResult
-from alerts.channels.watchdog import Watchdog, track_socket
+from alerts.channels.httpsend import (
+    USER_AGENT,
+    make_client,
+    parse_retry_after,
+    post,
+    read_body,
+    redact_url,
+)
+from alerts.channels.watchdog import Watchdog
 from alerts.config import WebhookConfig
 from alerts.model import Alert
 from alerts.render import render_chat, render_json
 from alerts.signing import secret_key, sign
 
-try:
-    _VERSION = version("tierdrift")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    _VERSION = "0+unknown"
-
-USER_AGENT = f"tierdrift/{_VERSION}"
-#: A receiver asking us to wait longer than this is capped: alerts are time-sensitive, and the outbox
-#: (alerts.deliver.DeliveryPolicy.max_retry_after) ignores longer waits anyway.
-MAX_RETRY_AFTER = 3600.0
 #: Characters of a failed response's body kept in the error (Slack and Discord explain failures there).
 _BODY_SNIPPET = 200
-#: Bytes of a failed response's body read at most, however large it is: the snippet comes from these.
-_BODY_READ = 4096
-
-
-def redact_url(url: httpx.URL) -> str:
-    """`scheme://host[:port]/…`: the path, query, fragment and credentials may all hold tokens."""
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    port = f":{url.port}" if url.port is not None else ""
-    return f"{url.scheme}://{host}{port}/…"
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a `Retry-After` value (delay-seconds or an HTTP-date, RFC 9110 §10.2.3), between
-    0 and `MAX_RETRY_AFTER`; None when absent or unparseable. `now` is Unix seconds, for HTTP-dates."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        seconds = float(text)
-    else:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT; parsedate returns naive for "-0000"
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now
-    return max(0.0, min(seconds, MAX_RETRY_AFTER))
 
 
 def _retryable_status(status: int) -> bool:
     # 408: the receiver timed out reading our request, which a later attempt may not; 429 and 5xx: the
     # receiver is overloaded or broken for now.
     return status in (408, 429) or status >= 500
-
-
-class _TrackedBackend(httpcore.SyncBackend):
-    """httpcore's blocking network backend, registering each new socket with the attempt's watchdog."""
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = super().connect_tcp(host, port, timeout, local_address, socket_options)
-        track_socket(stream.get_extra_info("socket"))
-        return stream
-
-
-def tracked_transport(url: httpx.URL) -> httpx.HTTPTransport:
-    """A transport without keep-alive whose sockets the current watchdog can cut off. The proxy, if any, is
-    the environment's (HTTPS_PROXY, NO_PROXY…), as httpx would pick it for a client without a transport."""
-    proxies = urllib.request.getproxies_environment()
-    proxy = None if urllib.request.proxy_bypass(url.host) else proxies.get(url.scheme) or proxies.get("all")
-    transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0), proxy=proxy)
-    # httpx builds its httpcore pool itself and takes no network backend: give the pool ours. Checked, so
-    # that an httpx that changes this fails at start-up (and in tests/alerts/test_faults_delivery.py), not silently.
-    pool = getattr(transport, "_pool", None)
-    if pool is None or not hasattr(pool, "_network_backend"):
-        raise RuntimeError("this httpx version offers no way to cut a connection off (tierdrift needs 0.27 or 0.28)")
-    pool._network_backend = _TrackedBackend()
-    return transport
 
 
 class WebhookChannel:
@@ -143,11 +78,7 @@ class WebhookChannel:
         self.deadline = config.attempt_deadline
         # Redirects are not followed: a hook that moved must be reconfigured, and the POST must not be
         # replayed (with its signature) to wherever a redirect points.
-        self._client = (
-            client
-            if client is not None
-            else httpx.Client(follow_redirects=False, transport=tracked_transport(self._url))
-        )
+        self._client = client if client is not None else make_client(self._url)
         self._clock = clock
 
     def describe(self) -> str:
@@ -180,29 +111,9 @@ class WebhookChannel:
         """POST `alert` once, within `deadline` seconds in all, and classify the outcome; never raises for a
         delivery failure."""
         body = self.body(alert)
-        with Watchdog(self.deadline) as dog:
-            try:
-                with self._client.stream(
-                    "POST", self._url, content=body, headers=self.headers(alert, body), timeout=self._config.timeout
-                ) as response:
-                    return self._classify(response, dog)
-            except httpx.TransportError as exc:
-                return self._cut_off(dog) if dog.reason else self._transport_failure(exc)
-            except _Expired:
-                return self._cut_off(dog)
-
-    def _cut_off(self, dog: Watchdog) -> SendResult:
-        if dog.reason == "aborted":
-            return SendResult(ok=False, error=f"abandoned while waiting for {self._where}: stopping")
-        return SendResult(ok=False, error=f"no complete answer within {self.deadline:g} s from {self._where}")
-
-    def _transport_failure(self, exc: httpx.TransportError) -> SendResult:
-        if isinstance(exc, httpx.TimeoutException):
-            return SendResult(ok=False, error=f"timed out after {self._config.timeout:g}s posting to {self._where}")
-        if isinstance(exc, httpx.UnsupportedProtocol):
-            return SendResult(ok=False, error=f"unsupported URL scheme for {self._where}", retryable=False)
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return SendResult(ok=False, error=f"could not reach {self._where}: {self._scrub(reason)}")
+        headers = self.headers(alert, body)
+        return post(self._client, self._url, body, headers, self._config.timeout, self.deadline, self._where,
+                    self._scrub, self._classify)  # fmt: skip
 
     def _classify(self, response: httpx.Response, dog: Watchdog) -> SendResult:
         status = response.status_code
@@ -222,21 +133,8 @@ class WebhookChannel:
         return SendResult(ok=False, error=error, retryable=False)
 
     def _snippet(self, response: httpx.Response, dog: Watchdog) -> str:
-        """The start of an error body, on one line, scrubbed: at most `_BODY_READ` bytes are read."""
-        if response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
-            return ""  # asked for identity, got something else: not worth decoding a bomb for
-        raw = bytearray()
-        for chunk in response.iter_raw():
-            if dog.check():
-                raise _Expired
-            raw += chunk
-            if len(raw) >= _BODY_READ:
-                break
-        truncated = len(raw) >= _BODY_READ
-        try:
-            text = bytes(raw[:_BODY_READ]).decode(response.charset_encoding or "utf-8", "replace")
-        except LookupError:  # an unknown charset
-            text = bytes(raw[:_BODY_READ]).decode("utf-8", "replace")
+        """The start of an error body, on one line, scrubbed: at most `BODY_READ` bytes are read."""
+        text, truncated = read_body(response, dog)
         if truncated:
             # A secret cut in two at the end would escape the scrubbing: drop as much as the longest could be.
             text = text[: max(0, len(text) - self._longest_piece)]
@@ -264,7 +162,3 @@ class WebhookChannel:
     @property
     def _longest_piece(self) -> int:
         return max((len(p) for p in self._secret_pieces()), default=0)
-
-
-class _Expired(Exception):
-    """The deadline passed between two reads of a body (an injected client, whose sockets are unknown)."""

@@ -37,7 +37,8 @@ from pydantic import SecretStr
 
 from alerts.channels.base import Channel
 from alerts.channels.email import EmailChannel, SmtpTarget, build_message, parse_smtp_url
-from alerts.channels.webhook import MAX_RETRY_AFTER, USER_AGENT, WebhookChannel, parse_retry_after
+from alerts.channels.httpsend import MAX_RETRY_AFTER, USER_AGENT, parse_retry_after
+from alerts.channels.webhook import WebhookChannel
 from alerts.config import EmailConfig, WebhookConfig
 from alerts.model import Alert, Severity
 from alerts.render import render_html, render_text, subject
