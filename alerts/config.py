@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -121,7 +121,27 @@ class Filters(BaseModel):
         return alert.severity >= Severity.parse(self.min_severity)
 
 
-class WebhookConfig(BaseModel):
+class _Channel(BaseModel):
+    """What every channel's settings share besides their fields: the attempt's deadline and the checks of
+    `name` and `timeout`. The fields stay in each channel (their defaults differ, and `config show` lists
+    them in the channel's own order)."""
+
+    model_config = STRICT
+
+    if TYPE_CHECKING:  # declared by each channel
+        timeout: float
+        deadline: float | None
+
+    @property
+    def attempt_deadline(self) -> float:
+        """Seconds for a whole attempt: `deadline`, or 3 × `timeout` when it is not set."""
+        return self.deadline if self.deadline is not None else 3 * self.timeout
+
+    _name = field_validator("name", check_fields=False)(_check_name)
+    _timeout = field_validator("timeout", mode="before", check_fields=False)(_not_boolean)
+
+
+class WebhookConfig(_Channel):
     """An HTTP endpoint that receives a JSON POST per alert."""
 
     model_config = STRICT
@@ -135,13 +155,6 @@ class WebhookConfig(BaseModel):
     #: Seconds for a whole attempt, however slowly the receiver answers; None: 3 × timeout.
     deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
     filters: Filters = Field(default_factory=Filters)
-
-    @property
-    def attempt_deadline(self) -> float:
-        return self.deadline if self.deadline is not None else 3 * self.timeout
-
-    _name = field_validator("name")(_check_name)
-    _timeout = field_validator("timeout", mode="before")(_not_boolean)
 
     @field_validator("url")
     @classmethod
@@ -157,7 +170,7 @@ class WebhookConfig(BaseModel):
         return value
 
 
-class EmailConfig(BaseModel):
+class EmailConfig(_Channel):
     """SMTP delivery. `smtp_url`: `smtp://user:pass@host:587` (STARTTLS), `smtps://…:465` (implicit TLS),
     or `smtp://host:25?tls=none` for a trusted local relay without TLS."""
 
@@ -173,13 +186,6 @@ class EmailConfig(BaseModel):
     #: Seconds for a whole attempt, however slowly the receiver answers; None: 3 × timeout.
     deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
     filters: Filters = Field(default_factory=Filters)
-
-    @property
-    def attempt_deadline(self) -> float:
-        return self.deadline if self.deadline is not None else 3 * self.timeout
-
-    _name = field_validator("name")(_check_name)
-    _timeout = field_validator("timeout", mode="before")(_not_boolean)
 
     @field_validator("to")
     @classmethod
@@ -232,7 +238,7 @@ def check_chat_id(value: int | str) -> int | str:
     return text
 
 
-class TelegramConfig(BaseModel):
+class TelegramConfig(_Channel):
     """A Telegram chat that a bot posts to (Bot API `sendMessage`, HTML formatting)."""
 
     model_config = STRICT
@@ -247,13 +253,6 @@ class TelegramConfig(BaseModel):
     #: Seconds for a whole attempt, however slowly the server answers; None: 3 × timeout.
     deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
     filters: Filters = Field(default_factory=Filters)
-
-    @property
-    def attempt_deadline(self) -> float:
-        return self.deadline if self.deadline is not None else 3 * self.timeout
-
-    _name = field_validator("name")(_check_name)
-    _timeout = field_validator("timeout", mode="before")(_not_boolean)
 
     @field_validator("token")
     @classmethod
@@ -275,7 +274,7 @@ class TelegramConfig(BaseModel):
         return value.rstrip("/")
 
 
-class NtfyConfig(BaseModel):
+class NtfyConfig(_Channel):
     """An ntfy topic (ntfy.sh or a self-hosted server) that receives a plain-text push per alert."""
 
     model_config = STRICT
@@ -292,13 +291,6 @@ class NtfyConfig(BaseModel):
     #: Seconds for a whole attempt, however slowly the server answers; None: 3 × timeout.
     deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
     filters: Filters = Field(default_factory=Filters)
-
-    @property
-    def attempt_deadline(self) -> float:
-        return self.deadline if self.deadline is not None else 3 * self.timeout
-
-    _name = field_validator("name")(_check_name)
-    _timeout = field_validator("timeout", mode="before")(_not_boolean)
 
     @field_validator("url")
     @classmethod
