@@ -39,6 +39,12 @@ class StoredChange:
     detected_at: datetime
     previous_poll_at: datetime | None
     change: Change
+    id: int | None = None  # the stored record's id (None before it is stored): with detected_at, a cursor
+
+    @property
+    def cursor(self) -> tuple[datetime, int] | None:
+        """Where a page ending at this record stops: pass it as `after` for the next page."""
+        return (self.detected_at, self.id) if self.id is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,23 +159,35 @@ def list_changes(
     *,
     source: str | None = None,
     symbol: str | None = None,
+    kind: str | None = None,
+    field: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
     limit: int | None = None,
 ) -> list[StoredChange]:
+    """Stored changes matching every filter given, oldest first (by detection time, then id).
+
+    `after` is a cursor, `StoredChange.cursor` of the last record of the previous page: the page starts
+    right after it (keyset paging, so a page costs the same wherever it is)."""
     conds: list[str] = ["1 = 1"]
     params: dict[str, Any] = {}
     for name, cond, value in (
         ("source", "source = :source", source),
         ("symbol", "symbol = :symbol", symbol),
+        ("kind", "kind = :kind", kind),
+        ("field", "field = :field", field),
         ("since", "detected_at >= :since", since),
         ("until", "detected_at <= :until", until),
     ):
         if value:
             conds.append(cond)
             params[name] = value
+    if after is not None:
+        conds.append("(detected_at > :after_at OR (detected_at = :after_at AND id > :after_id))")
+        params["after_at"], params["after_id"] = after
     sql = (
-        "SELECT source, symbol, kind, tier, field, old, new, detected_at, previous_poll_at FROM change_record"
+        "SELECT id, source, symbol, kind, tier, field, old, new, detected_at, previous_poll_at FROM change_record"
         f" WHERE {' AND '.join(conds)} ORDER BY detected_at, id"
     )
     if limit:
@@ -179,6 +197,7 @@ def list_changes(
             r["detected_at"],
             r["previous_poll_at"],
             Change(r["source"], r["symbol"], r["kind"], r["tier"], r["field"], r["old"], r["new"]),
+            r["id"],
         )
         for r in reader_of(conn).rows(sql, params)
     ]

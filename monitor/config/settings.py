@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     #: Health and metrics HTTP server on 127.0.0.1 (`/healthz`, `/readyz`, `/metrics`); None or 0: off.
     health_port: int | None = Field(default=None, ge=0, le=65535)
     health_host: str = "127.0.0.1"
+    #: The web dashboard and read-only API (`tierdrift run`, `tierdrift web`); None or 0: off.
+    web_port: int | None = Field(default=8470, ge=0, le=65535)
+    web_host: str = "127.0.0.1"
+    #: Needed to serve on any address but loopback: a bearer token or a login form's password.
+    web_token: SecretStr | None = None
+    #: The dashboard's address as others reach it (behind a proxy), for links in alerts, e.g. ntfy's Click.
+    web_public_url: str | None = None
     #: Log lines as plain text or JSON objects.
     log_format: Literal["plain", "json"] = "plain"
     #: debug, info, warning, error or critical, in any case.
@@ -209,7 +216,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(x.lower() for x in _LEVELS)} (any case)")
         return level
 
-    @field_validator("health_host")
+    @field_validator("health_host", "web_host")
     @classmethod
     def _health_host(cls, value: str) -> str:
         try:
@@ -218,6 +225,13 @@ class Settings(BaseSettings):
             if not _HOSTNAME.fullmatch(value):
                 raise ValueError("must be a host name or an IP address such as 127.0.0.1 or 0.0.0.0") from None
         return value
+
+    @field_validator("web_public_url")
+    @classmethod
+    def _web_public_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_http_url(value)
+        return value.rstrip("/") if value else value
 
     @field_validator("webhook_url")
     @classmethod

@@ -157,3 +157,30 @@ def test_diff_kinds_for_added_and_removed_tiers() -> None:
 
 def _when(text: str) -> datetime:
     return ts(text)
+
+
+def test_changes_filter_by_kind_and_field_and_page_by_cursor(engine: Engine) -> None:
+    apply(engine, "2024-01-01", tables(BTC=BTC_ROWS, ETH=ETH_ROWS))
+    bumped = [(floor, mmr * 1.2, lev) for floor, mmr, lev in ETH_ROWS]
+    apply(engine, "2024-01-02", tables(BTC=BTC_ROWS[:-1], ETH=bumped))
+    apply(engine, "2024-01-03", tables(BTC=BTC_ROWS, ETH=ETH_ROWS))
+    with engine.connect() as conn:
+        every = list_changes(conn)
+        assert len({c.id for c in every}) == len(every) > 3
+        rates = list_changes(conn, field="maintenance_margin_rate")
+        assert rates and all(c.change.field == "maintenance_margin_rate" for c in rates)
+        assert len(rates) < len(every)
+        kinds = {c.change.kind for c in every}
+        assert len(kinds) > 1
+        for kind in kinds:
+            assert {c.id for c in list_changes(conn, kind=kind)} == {c.id for c in every if c.change.kind == kind}
+        pages: list[int | None] = []
+        cursor = None
+        while True:
+            page = list_changes(conn, after=cursor, limit=2)
+            if not page:
+                break
+            assert len(page) <= 2
+            pages += [c.id for c in page]
+            cursor = page[-1].cursor
+        assert pages == [c.id for c in every]  # every record once, in order, across pages
