@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from alerts.model import SCHEMA_VERSION, Alert, Severity
 from snapshots.printable import printable
@@ -59,6 +60,27 @@ def printable_alert(alert: Alert) -> Alert:
         lines=tuple(printable(line) for line in alert.lines),
         rows=tuple((printable(a), printable(b), printable(c)) for a, b, c in alert.rows),
     )
+
+
+#: Kinds whose alert is about one logged position (`data["position"]["id"]`): they link to its page.
+POSITION_KINDS = ("position_impact", "position_risk")
+
+
+def alert_link(alert: Alert, base_url: str | None) -> str | None:
+    """The web dashboard page of what `alert` is about, under `base_url` (the `web_public_url` setting):
+    `<base>/positions/<id>` for a position's alert, `<base>/symbols/<source>/<symbol>` for a symbol's (the
+    ccxt symbol percent-encoded whole, `/` and `:` too), None for the rest or without a base URL."""
+    if not base_url:
+        return None
+    base = quote(base_url.rstrip("/"), safe="/:@!$&'()*+,;=%?#[]")  # ASCII: it goes into a header
+    position = alert.data.get("position")
+    if alert.kind in POSITION_KINDS and isinstance(position, dict):
+        pid = position.get("id")
+        if isinstance(pid, int) and not isinstance(pid, bool):
+            return f"{base}/positions/{pid}"
+    if alert.source and alert.symbol:
+        return f"{base}/symbols/{quote(alert.source, safe='')}/{quote(alert.symbol, safe='')}"
+    return None
 
 
 def subject(alert: Alert) -> str:
@@ -304,9 +326,10 @@ def fit_lines(
     return "\n".join(head)[:limit]  # callers clip every line, so the title alone always fits
 
 
-def render_telegram(alert: Alert, limit: int = TELEGRAM_LIMIT) -> str:
+def render_telegram(alert: Alert, limit: int = TELEGRAM_LIMIT, link: str | None = None) -> str:
     """A Telegram `sendMessage` text with `parse_mode` HTML: the title in `<b>`, the summary lines, the old →
-    new table one `<code>` line per row, and the footer in `<i>`. Only `<b>`, `<i>` and `<code>` are used;
+    new table one `<code>` line per row, and the footer in `<i>`, then `link` (the dashboard page, from
+    `alert_link`) as an `<a href>`, kept whatever is cut. Only `<b>`, `<i>`, `<code>` and `<a>` are used;
     every piece of alert text is made printable and then escaped with `html.escape`, so that `<b>`, `&` or
     a link in a symbol or a note stays text. At most `limit` characters (as Telegram counts them): lines
     that do not fit are dropped from the end, with a pointer to where the rest can be read."""
@@ -316,4 +339,6 @@ def render_telegram(alert: Alert, limit: int = TELEGRAM_LIMIT) -> str:
     body = [_e(_clip(line, _CHAT_LINE_MAX)) for line in alert.lines]
     body += [f"<code>{_e(_clip(row, _CHAT_LINE_MAX))}</code>" for row in table_lines(alert.rows)]
     foot = ["<i>" + _e(" · ".join(f"{k} {v}" for k, v in _footer_fields(alert))) + "</i>"]
+    if link:
+        foot.append(f'<a href="{_e(link)}">open in tierdrift</a>')
     return fit_lines(head, body, foot, limit, telegram_length, _e(more_hint(alert)))

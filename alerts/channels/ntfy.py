@@ -7,8 +7,9 @@ not ASCII, which ntfy decodes), `Priority` from the severity (info 3 default, wa
 urgent) and `Tags` (emoji short codes). Authentication: an access token as `Authorization: Bearer`, or a
 user name and password as Basic auth.
 
-No `Click` header: it would need a public base URL of a page showing the alert, and there is no web
-dashboard yet. When there is one (with its base URL setting), link the alert's page here.
+With `web_public_url` set, a `Click` header opens the dashboard page of the alert's position
+(`/positions/<id>`) or symbol (`/symbols/<source>/<symbol>`) when the notification is tapped
+(`alerts.render.alert_link`).
 
 Outcomes, as `SendResult`: 2xx ok; 429 retryable honouring `Retry-After`; 401/403 not retryable (bad
 credentials or no write access to the topic); 408 and 5xx retryable; other 4xx not retryable; timeouts and
@@ -38,7 +39,7 @@ from alerts.channels.httpsend import (
 from alerts.channels.watchdog import Watchdog
 from alerts.config import NtfyConfig
 from alerts.model import Alert, Severity
-from alerts.render import fit_lines, more_hint, render_text
+from alerts.render import alert_link, fit_lines, more_hint, render_text
 from snapshots.printable import printable
 
 #: Bytes of a message body ntfy shows as a message (larger ones become attachments; docs.ntfy.sh/config).
@@ -77,14 +78,21 @@ def ntfy_body(alert: Alert, limit: int = NTFY_LIMIT) -> bytes:
 
 
 class NtfyChannel:
-    """Publishes each alert to `config.url`. `client` as for `alerts.channels.webhook.WebhookChannel`."""
+    """Publishes each alert to `config.url`. `client` as for `alerts.channels.webhook.WebhookChannel`;
+    `public_url` (the `web_public_url` setting) is the base of the `Click` link."""
 
     kind = "ntfy"
 
     def __init__(
-        self, config: NtfyConfig, *, client: httpx.Client | None = None, clock: Callable[[], float] = time.time
+        self,
+        config: NtfyConfig,
+        *,
+        client: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+        public_url: str | None = None,
     ) -> None:
         self.name = config.name
+        self._public_url = public_url
         self._config = config
         self._url = httpx.URL(config.url.get_secret_value())
         if self._url.scheme not in ("http", "https") or not self._url.host:
@@ -118,6 +126,9 @@ class NtfyChannel:
             "priority": _PRIORITY.get(alert.severity, "3"),
             "tags": f"{_TAGS.get(alert.severity, 'information_source')},tierdrift",
         }
+        link = alert_link(alert, self._public_url)
+        if link is not None:
+            headers["click"] = link  # ASCII: alert_link percent-encodes the symbol
         if self._auth is not None:
             headers["authorization"] = self._auth
         return headers

@@ -39,7 +39,7 @@ from alerts.channels.httpsend import (
 from alerts.channels.watchdog import Watchdog
 from alerts.config import TelegramConfig
 from alerts.model import Alert
-from alerts.render import render_telegram
+from alerts.render import alert_link, render_telegram
 
 #: Characters of the server's `description` kept in an error.
 _DESCRIPTION = 200
@@ -51,14 +51,21 @@ _SAYS_OK = re.compile(r'\s*\{\s*"ok"\s*:\s*true\b')
 
 class TelegramChannel:
     """Sends each alert to `config.chat_id` as the bot of `config.token`. `client` as for
-    `alerts.channels.webhook.WebhookChannel`; `clock` (Unix seconds) reads dates in `Retry-After`."""
+    `alerts.channels.webhook.WebhookChannel`; `clock` (Unix seconds) reads dates in `Retry-After`;
+    `public_url` (the `web_public_url` setting) adds a link to the alert's dashboard page."""
 
     kind = "telegram"
 
     def __init__(
-        self, config: TelegramConfig, *, client: httpx.Client | None = None, clock: Callable[[], float] = time.time
+        self,
+        config: TelegramConfig,
+        *,
+        client: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+        public_url: str | None = None,
     ) -> None:
         self.name = config.name
+        self._public_url = public_url
         self._config = config
         self._token = config.token.get_secret_value()
         base = httpx.URL(config.api_url)
@@ -82,7 +89,7 @@ class TelegramChannel:
         """The JSON body of the `sendMessage` request for `alert`."""
         return {
             "chat_id": self._config.chat_id,
-            "text": render_telegram(alert),
+            "text": render_telegram(alert, link=alert_link(alert, self._public_url)),
             "parse_mode": "HTML",
             "disable_web_page_preview": True,
         }

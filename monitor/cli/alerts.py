@@ -62,7 +62,8 @@ def send_test(
     from alerts.events import sample_alert
     from monitor.service.alerting import make_channel
 
-    configs = cli_context.get(ctx).settings.all_channels()
+    settings = cli_context.get(ctx).settings
+    configs = settings.all_channels()
     if channel:
         configs = [c for c in configs if c.name == channel]
         if not configs:
@@ -76,7 +77,7 @@ def send_test(
     alert = sample_alert(utcnow())
     failed = 0
     for config in configs:
-        ch = make_channel(config)
+        ch = make_channel(config, settings.web_public_url)
         try:
             result = ch.send(alert)
         finally:

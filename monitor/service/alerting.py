@@ -33,18 +33,19 @@ def routes(settings: Settings) -> list[Route]:
     return [Route(c.name, c.filters) for c in settings.all_channels()]
 
 
-def make_channel(config: ChannelConfig) -> Channel:
+def make_channel(config: ChannelConfig, public_url: str | None = None) -> Channel:
+    """The channel of `config`; `public_url` (the `web_public_url` setting) links alerts to the dashboard."""
     if isinstance(config, EmailConfig):
         return EmailChannel(config)
     if isinstance(config, TelegramConfig):
-        return TelegramChannel(config)
+        return TelegramChannel(config, public_url=public_url)
     if isinstance(config, NtfyConfig):
-        return NtfyChannel(config)
+        return NtfyChannel(config, public_url=public_url)
     return WebhookChannel(config)
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    return {c.name: make_channel(c) for c in settings.all_channels()}
+    return {c.name: make_channel(c, settings.web_public_url) for c in settings.all_channels()}
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:

@@ -47,8 +47,8 @@ def ntfy() -> Iterator[Server]:
         yield server
 
 
-def channel(server: Server, **kw: Any) -> NtfyChannel:
-    return NtfyChannel(NtfyConfig(url=SecretStr(f"{server.url}/{TOPIC}"), **kw))
+def channel(server: Server, public_url: str | None = None, **kw: Any) -> NtfyChannel:
+    return NtfyChannel(NtfyConfig(url=SecretStr(f"{server.url}/{TOPIC}"), **kw), public_url=public_url)
 
 
 def assert_no_secret(*texts: str | None) -> None:
@@ -214,3 +214,40 @@ def test_alerts_test_through_the_cli(ntfy: Server, tmp_path: Path, db_url: str) 
     failed = CliRunner().invoke(app, ["--config", str(cfg), "--db", db_url, "alerts", "test"])
     assert failed.exit_code == 1 and "HTTP 401" in failed.output
     assert_no_secret(result.output, failed.output)
+
+
+# --- the Click link to the dashboard ------------------------------------------------------------------
+
+
+def test_click_links_a_position_alert_to_its_page(ntfy: Server) -> None:
+    alert = Alert("alert_p", "position_risk", Severity.CRITICAL, NOW, "t", "binance-usdm", "BTC/USDT:USDT",
+                  data={"position": {"id": 42}})  # fmt: skip
+    assert channel(ntfy, public_url="https://td.example.com/").send(alert).ok
+    assert ntfy.requests[0].headers["click"] == "https://td.example.com/positions/42"
+
+
+def test_click_links_a_symbol_alert_with_the_symbol_encoded_whole(ntfy: Server) -> None:
+    alert = Alert("alert_s", "source_health", Severity.INFO, NOW, "t", "bybit-linear", "ÉTH/USDT:USDT?x=1#y")
+    assert channel(ntfy, public_url="https://td.example.com/dash").send(alert).ok
+    click = ntfy.requests[0].headers["click"]
+    assert click == "https://td.example.com/dash/symbols/bybit-linear/%C3%89TH%2FUSDT%3AUSDT%3Fx%3D1%23y"
+
+
+def test_no_click_without_a_public_url_or_for_a_digest(ntfy: Server) -> None:
+    digest = Alert("alert_d", "tier_changes", Severity.INFO, NOW, "t", "bybit-linear", None)
+    assert channel(ntfy, public_url="https://td.example.com").send(digest).ok
+    assert channel(ntfy).send(HOSTILE).ok
+    assert all("click" not in r.headers for r in ntfy.requests)
+
+
+def test_make_channel_takes_the_public_url_from_the_settings(ntfy: Server) -> None:
+    from monitor.config.settings import Settings
+    from monitor.service.alerting import build_channels
+
+    settings = Settings(
+        web_public_url="https://td.example.com",
+        channels=[NtfyConfig(name="push", url=SecretStr(f"{ntfy.url}/{TOPIC}"))],
+    )
+    (ch,) = build_channels(settings).values()
+    assert ch.send(Alert("alert_x", "position_impact", Severity.INFO, NOW, "t", data={"position": {"id": 7}})).ok
+    assert ntfy.requests[0].headers["click"] == "https://td.example.com/positions/7"

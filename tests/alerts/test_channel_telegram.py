@@ -267,3 +267,16 @@ def test_alerts_test_through_the_cli(bot: Server, tmp_path: Path, db_url: str) -
     failed = CliRunner().invoke(app, ["--config", str(cfg), "--db", db_url, "alerts", "test"])
     assert failed.exit_code == 1 and "bot was blocked by the user" in failed.output
     assert_no_token(result.output, failed.output)
+
+
+def test_a_position_alert_links_its_dashboard_page_and_the_link_survives_a_cut(bot: Server) -> None:
+    lines = tuple(f"line {i} <&>" for i in range(800))
+    alert = Alert("alert_l", "position_impact", Severity.WARNING, NOW, "BTC long #9", "binance-usdm",
+                  "BTC/USDT:USDT", lines=lines, data={"position": {"id": 9}})  # fmt: skip
+    config = TelegramConfig(token=SecretStr(TOKEN), chat_id=-1001234567890, api_url=bot.url)
+    assert TelegramChannel(config, public_url='https://td.example.com/"><b>').send(alert).ok
+    text = bot.requests[0].json()["text"]
+    assert telegram_length(text) <= TELEGRAM_LIMIT and "more lines" in text
+    assert text.endswith('<a href="https://td.example.com/%22%3E%3Cb%3E/positions/9">open in tierdrift</a>')
+    assert channel(bot).send(alert).ok
+    assert "<a " not in bot.requests[1].json()["text"]
