@@ -1,4 +1,5 @@
-"""Turn events into alerts: a position impact, one poll's tier-change digest, a source's health.
+"""Turn events into alerts: a position impact, a position's risk episode, one poll's tier-change digest, a
+source's health.
 
 Builders are pure: they take the event's figures and a clock reading and return an `Alert` whose `data`
 keeps every number unformatted (the webhook payload) and whose `lines`/`rows` are for people.
@@ -72,6 +73,105 @@ def impact_alert(
     )
     data = {"impact": dict(impact), "position": dict(position), "threshold_adr": threshold_adr}
     return Alert(new_id(), "position_impact", severity, now, title, impact["source"], symbol, tuple(lines), rows, data)
+
+
+#: What each risk level is called, in titles and lines.
+_RISK_WORDS = {
+    "violation": "margin-risk violation",
+    "near": "near liquidation",
+    "beyond": "MARK BEYOND LIQUIDATION PRICE",
+}
+_RISK_SEVERITY = {"violation": Severity.WARNING, "near": Severity.CRITICAL, "beyond": Severity.CRITICAL}
+
+
+def _buffer_text(buffer: float | None) -> str:
+    """A signed buffer as people read it: `1.80 ADR`, or plainly that the mark is past the LP (no number)."""
+    if buffer is not None and buffer <= 0:
+        return "mark beyond LP"
+    return adr(buffer)
+
+
+def _distance_text(distance: float | None, buffer: float | None) -> str:
+    return f"past by {pct(distance)}" if buffer is not None and buffer <= 0 and distance is not None else pct(distance)
+
+
+def _moved(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """What changed since the last check, said in words: the mark, the ADR, or neither (then the tier table
+    or the position did)."""
+    parts = [
+        f"{label} {money(before.get(key))} → {money(after.get(key))}"
+        for key, label in (("mark_price", "mark"), ("adr", "ADR"))
+        if before.get(key) is not None and before.get(key) != after.get(key)
+    ]
+    if before.get("mark_price") is None:
+        return "first check of this position at a market refresh"
+    if not parts:
+        return "mark and ADR unchanged since the last check: the tier table or the position changed"
+    return "moved: " + ", ".join(parts)
+
+
+def risk_alert(
+    event: Mapping[str, Any],
+    position: Mapping[str, Any],
+    *,
+    threshold_adr: float,
+    near_adr: float,
+    now: datetime,
+) -> Alert:
+    """An alert for one position entering, escalating or leaving a risk episode at a market refresh
+    (monitor.risk.episodes). `event` has `event` (entered | escalated | recovered), `level`,
+    `previous_level`, `worst`, `since`, `source`, `symbol`, and `before`/`after` figures (`mark_price`,
+    `adr`, `liquidation_price`, `distance`, `buffer_adr` signed, `tier`).
+
+    Severity: violation warning, near and beyond critical, a recovery info. A mark beyond the liquidation
+    price is said plainly, never as a buffer."""
+    kind, level = str(event["event"]), str(event["level"])
+    before, after = event.get("before") or {}, event.get("after") or {}
+    symbol, side, pid = event["symbol"], position.get("side", ""), position.get("id")
+    buffer, lp, mark = after.get("buffer_adr"), after.get("liquidation_price"), after.get("mark_price")
+    head = f"{symbol} {side} #{pid}"
+    if kind == "recovered":
+        severity = Severity.INFO
+        title = f"{head}: risk recovered, buffer {adr(buffer)} (back above {threshold_adr:g} ADR)"
+    elif level == "beyond":
+        severity = Severity.CRITICAL
+        title = f"{head}: MARK BEYOND LIQUIDATION PRICE (mark {money(mark)}, liquidation price {money(lp)})"
+    elif level == "near":
+        severity = Severity.CRITICAL
+        title = f"{head}: near liquidation, {adr(buffer)} from liquidation price {money(lp)}"
+    else:
+        severity = _RISK_SEVERITY.get(level, Severity.WARNING)
+        title = f"{head}: margin-risk violation, buffer {adr(buffer)} below {threshold_adr:g} ADR"
+    lines = [
+        f"{event['source']} {symbol} {side} {position.get('size_input', '')} at {money(position.get('entry_price'))}"
+        f" ({position.get('mode', 'isolated')})".strip(),
+        _moved(before, after),
+    ]
+    if kind == "recovered":
+        worst = _RISK_WORDS.get(str(event.get("worst")), "?")
+        lines.append(f"episode since {event.get('since') or '?'} is over (worst: {worst})")
+    elif kind == "escalated":
+        lines.append(f"worse: {_RISK_WORDS.get(str(event.get('previous_level')), '?')} → {_RISK_WORDS[level]}")
+    if level == "beyond" and kind != "recovered":
+        lines.append("the mark is at or past the liquidation price: the position may be liquidated now")
+    elif level == "near" and kind != "recovered":
+        lines.append(f"within {near_adr:g} ADR of the liquidation price")
+    rows = (
+        ("mark", money(before.get("mark_price")), money(mark)),
+        ("ADR", money(before.get("adr")), money(after.get("adr"))),
+        ("liquidation price", money(before.get("liquidation_price")), money(lp)),
+        (
+            "distance from mark",
+            _distance_text(before.get("distance"), before.get("buffer_adr")),
+            _distance_text(after.get("distance"), buffer),
+        ),
+        ("buffer", _buffer_text(before.get("buffer_adr")), _buffer_text(buffer)),
+        ("tier at liquidation", str(before.get("tier") or "—"), str(after.get("tier") or "—")),
+    )
+    data = {"risk": dict(event), "position": dict(position), "threshold_adr": threshold_adr, "near_adr": near_adr}
+    return Alert(
+        new_id(), "position_risk", severity, now, title, str(event["source"]), symbol, tuple(lines), rows, data
+    )
 
 
 def _change_line(symbol: str, c: Mapping[str, Any]) -> str:

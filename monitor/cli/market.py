@@ -33,13 +33,15 @@ def refresh(
         str | None, typer.Option("--source", "-s", help=f"Only this source, one of: {', '.join(SOURCES)}.")
     ] = None,
 ) -> None:
-    """Fetch the mark price (and the ADR, when a day old) of every symbol with an open position.
+    """Fetch the mark price (and the ADR, when a day old) of every symbol with an open position, then
+    queue a `position_risk` alert for each position that entered, worsened or left a risk episode.
 
     Exit 1 if any symbol failed; its previous values are kept and the reason is stored.
     """
     from sqlmodel import Session
 
     from monitor.risk.marketdata import refresh_market, symbols_with_open_positions
+    from monitor.service.alerting import watch_risk
 
     c = cli_context.get(ctx)
     only = check_source(source) if source is not None else None
@@ -50,7 +52,14 @@ def refresh(
             if only in (None, name):
                 results += refresh_market(session, name, symbols, c.settings, now=now)
         session.commit()
+    events = watch_risk(c.engine, c.settings, utcnow)[0] if results else []
     _print_outcomes(results)
+    for e in events:
+        what = {"entered": "entered", "escalated": "worsened to", "recovered": "recovered from"}[e.event]
+        level = e.worst if e.event == "recovered" else e.level
+        output.console().print(
+            f"position #{e.position.id} {output.safe(e.position.symbol)}: {what} {level}: position_risk alert queued"
+        )
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 

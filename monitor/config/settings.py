@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     quarantine_confirmations: int = Field(default=3, ge=1, le=100)
     #: A position whose buffer to liquidation is below this many ADRs is a margin-risk violation.
     violation_threshold_adr: float = Field(default=2.0, gt=0, le=100)
+    #: `position_risk` alerts after each market refresh: a position entering a margin-risk violation, coming
+    #: within `risk_near_liquidation_adr` ADRs of its liquidation price, or with its mark beyond it ("on"/"off").
+    risk_alerts: Literal["on", "off"] = "on"
+    risk_near_liquidation_adr: float = Field(default=1.0, gt=0, le=100)
+    #: An episode ends only when the buffer is this many ADRs above the level's bound (no flapping at 2.0).
+    risk_hysteresis_adr: float = Field(default=0.25, ge=0, le=10)
     #: Days of daily mark-price candles in the average daily range.
     adr_days: int = Field(default=14, ge=1, le=200)
     #: Alert channels (`[[channels]]` tables in the config file); see also the shortcuts below.
@@ -196,6 +202,15 @@ class Settings(BaseSettings):
         if isinstance(value, bool):
             raise ValueError("must not be true or false")
         return value
+
+    @model_validator(mode="after")
+    def _risk_bands(self) -> Settings:
+        if self.risk_near_liquidation_adr >= self.violation_threshold_adr:
+            raise ValueError(
+                f"risk_near_liquidation_adr ({self.risk_near_liquidation_adr:g}) must be below "
+                f"violation_threshold_adr ({self.violation_threshold_adr:g})"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from alerts.channels.base import Channel
@@ -20,10 +21,13 @@ from alerts.channels.telegram import TelegramChannel
 from alerts.channels.webhook import WebhookChannel
 from alerts.config import ChannelConfig, EmailConfig, NtfyConfig, TelegramConfig
 from alerts.deliver import DeliveryPolicy
-from alerts.events import digest_alert, impact_alert
+from alerts.events import digest_alert, impact_alert, risk_alert
 from alerts.outbox import Route, enqueue
 from monitor.config.settings import Settings
-from monitor.risk.impacts import ImpactSink
+from monitor.risk.episodes import RiskEvent, RiskSink, track_risk
+from monitor.risk.figures import Assessment
+from monitor.risk.impacts import ImpactSink, assess_now
+from monitor.risk.positions import open_positions
 from monitor.service.polling import Hook
 from monitor.store.models import Position
 from snapshots.store import PollResult
@@ -84,6 +88,54 @@ def impact_sink(settings: Settings, clock: Callable[[], datetime]) -> ImpactSink
         enqueue(session, alerts, where, now)
 
     return sink
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+
+def risk_sink(settings: Settings, clock: Callable[[], datetime]) -> RiskSink:
+    """Enqueue one `position_risk` alert per risk event, in the transaction that records the new level."""
+    where = routes(settings)
+
+    def sink(session: Session, events: Sequence[RiskEvent]) -> None:
+        if not events:
+            return
+        now = clock()
+        alerts = []
+        for e in events:
+            event = {
+                "event": e.event,
+                "level": e.level,
+                "previous_level": e.previous,
+                "worst": e.worst,
+                "since": _iso(e.since),
+                "checked_at": _iso(e.checked_at),
+                "source": e.position.source,
+                "symbol": e.position.symbol,
+                "before": e.before,
+                "after": e.after,
+            }
+            summary = _position_summary(e.position)
+            threshold, near = settings.violation_threshold_adr, settings.risk_near_liquidation_adr
+            alerts.append(risk_alert(event, summary, threshold_adr=threshold, near_adr=near, now=now))
+        enqueue(session, alerts, where, now)
+
+    return sink
+
+
+def watch_risk(
+    engine: Engine, settings: Settings, clock: Callable[[], datetime]
+) -> tuple[list[RiskEvent], dict[int, Assessment]]:
+    """After a market refresh: step every open position's risk episode and enqueue the alerts it causes, in
+    one transaction (nothing is tracked when `risk_alerts` is off); return the events and the positions'
+    assessments."""
+    with Session(engine, expire_on_commit=False) as session:  # the events' positions are read after it
+        if settings.risk_alerts == "off":
+            return [], assess_now(session, open_positions(session), settings, clock())
+        events, found = track_risk(session, settings, clock(), [risk_sink(settings, clock)])
+        session.commit()
+    return events, found
 
 
 def digest_hook(settings: Settings, clock: Callable[[], datetime]) -> Hook:

@@ -36,10 +36,8 @@ from sqlmodel import Session
 from alerts.channels.base import Channel
 from alerts.deliver import DeliveryReport, Dispatcher, deliver_due
 from monitor.config.settings import Settings
-from monitor.risk.impacts import assess_now
 from monitor.risk.marketdata import refresh_market, symbols_with_open_positions
-from monitor.risk.positions import open_positions
-from monitor.service.alerting import build_channels, delivery_policy, routes
+from monitor.service.alerting import build_channels, delivery_policy, routes, watch_risk
 from monitor.service.health import check_stale
 from monitor.service.lock import WriterLock
 from monitor.service.metrics import Metrics
@@ -106,7 +104,8 @@ class Daemon:
         return result
 
     def refresh_market(self) -> list[str]:
-        """Refresh marks and ADRs of every symbol with an open position; return the failures."""
+        """Refresh marks and ADRs of every symbol with an open position, then step the positions' risk
+        episodes (monitor.risk.episodes: an alert when one enters, worsens or ends); return the failures."""
         failures: list[str] = []
         with Session(self.engine) as session:
             wanted = symbols_with_open_positions(session)
@@ -119,8 +118,10 @@ class Daemon:
             failures.extend(f"{source} {r.symbol}: {r.reason}" for r in results if not r.ok)
         for line in failures:
             log.warning("market data %s", line)
-        with Session(self.engine) as session:
-            found = assess_now(session, open_positions(session), self.settings, self.clock())
+        # Risk episodes (position_risk alerts) step on what was just stored, in one transaction of their own.
+        events, found = watch_risk(self.engine, self.settings, self.clock)
+        for e in events:
+            log.info("risk: position #%s %s %s (%s)", e.position.id, e.position.symbol, e.event, e.level)
         self.metrics.violations.set(sum(1 for a in found.values() if a.figures and a.figures.violation))
         return failures
 

@@ -103,3 +103,23 @@ class SourceHealth(SQLModel, table=True):
     since: datetime | None = None  # start of the current trouble
     reason: str | None = None
     alerted_at: datetime | None = None  # when the trouble alert went out; None: not (yet) alerted
+
+
+class RiskEpisode(SQLModel, table=True):
+    """Where an open position stood at the last market check (monitor.risk.episodes): its risk level (`ok`,
+    or in an episode: `violation`, `near`, `beyond`) and the figures then, to say what moved at the next.
+    Written in the same transaction as the `position_risk` alert that a change of level causes."""
+
+    __tablename__ = "risk_episode"
+
+    position_id: int = Field(primary_key=True, foreign_key="position.id")
+    level: str = "ok"  # ok | violation | near | beyond
+    since: datetime | None = None  # when the current episode began; None at level ok
+    worst: str | None = None  # the highest level of the current episode
+    checked_at: datetime
+    mark_price: float | None = None
+    adr: float | None = None
+    liquidation_price: float | None = None
+    distance: float | None = None
+    buffer_adr: float | None = None  # signed: negative once the mark is beyond the liquidation price
+    tier: int | None = None
