@@ -1,7 +1,7 @@
 """Channel configuration: the `[[channels]]` tables of the config file, and their filters.
 
 Secrets (SMTP password, webhook secret, any token in a webhook URL, a Telegram bot token, an ntfy topic URL,
-token or password) are `SecretStr`: they print as
+token or password, every Apprise URL) are `SecretStr`: they print as
 `**********` and are only unwrapped by the channel that uses them.
 
 Everything is checked when the settings load, so that a channel cannot fail later on a value that could
@@ -11,6 +11,8 @@ validators raise `ValueError`s whose text names the rule and never repeats a sec
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -324,4 +326,59 @@ class NtfyConfig(_Channel):
         return self
 
 
-ChannelConfig = Annotated[WebhookConfig | EmailConfig | TelegramConfig | NtfyConfig, Field(discriminator="type")]
+#: What to run to get Apprise, in the one line that says it is missing.
+APPRISE_MISSING = "the apprise channel needs the optional extra: pip install 'tierdrift[apprise]'"
+
+
+def apprise_scheme(url: str) -> str:
+    """The `scheme` of an Apprise URL (`tgram://…` → `tgram`), the only part of it ever shown."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    return scheme if re.fullmatch(r"[a-z][a-z0-9+.-]{0,31}", scheme) else "?"
+
+
+def quiet_apprise_log() -> logging.Logger:
+    """Apprise's logger, kept from reaching ours: it writes whole URLs (with their tokens) into its messages,
+    e.g. "Unparseable URL …" and its debug lines. The apprise channel reads it through its own handler."""
+    log = logging.getLogger("apprise")
+    log.propagate = False
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+    return log
+
+
+class AppriseConfig(_Channel):
+    """Any of the services Apprise reaches (github.com/caronc/apprise/wiki), through its URLs; needs the
+    `apprise` extra. Every URL carries its service's credentials (a bot token, a webhook key, a password):
+    none is ever shown, only its scheme."""
+
+    model_config = STRICT
+
+    type: Literal["apprise"] = "apprise"
+    name: str = "apprise"
+    urls: list[SecretStr] = Field(min_length=1, max_length=50)
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  # seconds for each connect or read
+    #: Seconds for a whole attempt (all the URLs), however slowly a service answers; None: 3 × timeout.
+    deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
+    filters: Filters = Field(default_factory=Filters)
+
+    @field_validator("urls")
+    @classmethod
+    def _apprise_urls(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if importlib.util.find_spec("apprise") is None:
+            raise ValueError(APPRISE_MISSING)
+        import apprise  # lazily: only a configured apprise channel needs it (about 0.1 s)
+
+        quiet_apprise_log()
+        for n, url in enumerate(value, 1):
+            text = url.get_secret_value()
+            if _CONTROL.search(text) or re.search(r"\s", text) or apprise.Apprise.instantiate(text) is None:
+                raise ValueError(
+                    f"URL #{n} ({apprise_scheme(text)}://…) is not an Apprise URL it can use "
+                    "(see the Apprise wiki for each service's URL)"
+                )
+        return value
+
+
+ChannelConfig = Annotated[
+    WebhookConfig | EmailConfig | TelegramConfig | NtfyConfig | AppriseConfig, Field(discriminator="type")
+]

@@ -146,7 +146,7 @@ def describe_channel(channel: ChannelConfig) -> str:
     its password, and its recipients."""
     from urllib.parse import urlsplit
 
-    from alerts.config import NtfyConfig, TelegramConfig, WebhookConfig
+    from alerts.config import AppriseConfig, NtfyConfig, TelegramConfig, WebhookConfig, apprise_scheme
     from alerts.smtpurl import parse_smtp_url
 
     def host_only(url: str) -> str:
@@ -162,6 +162,9 @@ def describe_channel(channel: ChannelConfig) -> str:
         return f"telegram {channel.name!r} → {host_only(channel.api_url)} chat {channel.chat_id}{filtered}"
     if isinstance(channel, NtfyConfig):  # the topic name can be the credential: the host only
         return f"ntfy {channel.name!r} → {host_only(channel.url.get_secret_value())}{filtered}"
+    if isinstance(channel, AppriseConfig):  # a token can be anywhere in an Apprise URL, its host too
+        schemes = ", ".join(f"{apprise_scheme(u.get_secret_value())}://…" for u in channel.urls)
+        return f"apprise {channel.name!r} → {schemes}{filtered}"
     relay = parse_smtp_url(channel.smtp_url.get_secret_value()).describe()
     return f"email {channel.name!r} → {relay} to {', '.join(channel.to)}{filtered}"
 

@@ -36,6 +36,7 @@ from pydantic_settings import (
 
 from alerts.config import (
     STRICT,
+    AppriseConfig,
     ChannelConfig,
     EmailConfig,
     NtfyConfig,
@@ -361,6 +362,8 @@ class Settings(BaseSettings):
                 values.append(c.token)
             elif isinstance(c, NtfyConfig):
                 values.extend([c.url, c.token, c.password])
+            elif isinstance(c, AppriseConfig):
+                values.extend(c.urls)
         shown = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         # A bot token's secret half alone (after "123456:") must not survive redaction either.
         shown += [t.split(":", 1)[1] for t in list(shown) if _BOT_TOKEN_SHAPE.fullmatch(t)]
@@ -435,6 +438,8 @@ class Settings(BaseSettings):
             for key in ("url", "secret", "smtp_url", "token", "password"):
                 if channel.get(key):
                     channel[key] = "***"
+            if channel.get("urls"):
+                channel["urls"] = ["***" for _ in channel["urls"]]
         return data
 
 

@@ -19,7 +19,7 @@ from alerts.channels.email import EmailChannel
 from alerts.channels.ntfy import NtfyChannel
 from alerts.channels.telegram import TelegramChannel
 from alerts.channels.webhook import WebhookChannel
-from alerts.config import ChannelConfig, EmailConfig, NtfyConfig, TelegramConfig
+from alerts.config import AppriseConfig, ChannelConfig, EmailConfig, NtfyConfig, TelegramConfig
 from alerts.deliver import DeliveryPolicy
 from alerts.events import digest_alert, impact_alert, risk_alert
 from alerts.outbox import Route, enqueue
@@ -45,6 +45,10 @@ def make_channel(config: ChannelConfig, public_url: str | None = None) -> Channe
         return TelegramChannel(config, public_url=public_url)
     if isinstance(config, NtfyConfig):
         return NtfyChannel(config, public_url=public_url)
+    if isinstance(config, AppriseConfig):
+        from alerts.channels.apprise_channel import AppriseChannel  # lazily: it imports the optional apprise
+
+        return AppriseChannel(config, public_url=public_url)
     return WebhookChannel(config)
 
 
