@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from alerts.model import KINDS, Alert, Severity
+from alerts.schedule import QuietHours, Schedule, parse_window, zone
 from alerts.signing import secret_key
 from alerts.smtpurl import parse_smtp_url
 from snapshots.model import SOURCES
@@ -133,14 +135,41 @@ class _Channel(BaseModel):
     if TYPE_CHECKING:  # declared by each channel
         timeout: float
         deadline: float | None
+        quiet_hours: str | None
+        quiet_tz: str
+        digest_min_interval_minutes: float | None
 
     @property
     def attempt_deadline(self) -> float:
         """Seconds for a whole attempt: `deadline`, or 3 × `timeout` when it is not set."""
         return self.deadline if self.deadline is not None else 3 * self.timeout
 
+    @property
+    def schedule(self) -> Schedule | None:
+        """The channel's quiet hours and digest interval (alerts.schedule), None when it has neither."""
+        quiet = QuietHours.parse(self.quiet_hours, self.quiet_tz) if self.quiet_hours else None
+        interval = self.digest_min_interval_minutes
+        if quiet is None and interval is None:
+            return None
+        return Schedule(quiet, None if interval is None else timedelta(minutes=interval))
+
     _name = field_validator("name", check_fields=False)(_check_name)
-    _timeout = field_validator("timeout", mode="before", check_fields=False)(_not_boolean)
+    _timeout = field_validator("timeout", "digest_min_interval_minutes", mode="before", check_fields=False)(
+        _not_boolean
+    )
+
+    @field_validator("quiet_hours", check_fields=False)
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_window(value)
+        return value
+
+    @field_validator("quiet_tz", check_fields=False)
+    @classmethod
+    def _quiet_tz(cls, value: str) -> str:
+        zone(value)
+        return value
 
 
 class WebhookConfig(_Channel):
@@ -156,6 +185,12 @@ class WebhookConfig(_Channel):
     timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  # seconds for each connect, write or read
     #: Seconds for a whole attempt, however slowly the receiver answers; None: 3 × timeout.
     deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
+    #: Only critical alerts go out within this window ("22:00-07:00", wall clock in `quiet_tz`); the rest
+    #: wait and go as one grouped message when it ends.
+    quiet_hours: str | None = None
+    quiet_tz: str = "UTC"
+    #: At most one tier-change digest per this many minutes; those in between go as one grouped message.
+    digest_min_interval_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
     filters: Filters = Field(default_factory=Filters)
 
     @field_validator("url")
@@ -187,6 +222,12 @@ class EmailConfig(_Channel):
     timeout: float = Field(default=20.0, gt=0, le=MAX_TIMEOUT)  # seconds for each connect, write or read
     #: Seconds for a whole attempt, however slowly the receiver answers; None: 3 × timeout.
     deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
+    #: Only critical alerts go out within this window ("22:00-07:00", wall clock in `quiet_tz`); the rest
+    #: wait and go as one grouped message when it ends.
+    quiet_hours: str | None = None
+    quiet_tz: str = "UTC"
+    #: At most one tier-change digest per this many minutes; those in between go as one grouped message.
+    digest_min_interval_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
     filters: Filters = Field(default_factory=Filters)
 
     @field_validator("to")
@@ -254,6 +295,12 @@ class TelegramConfig(_Channel):
     timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  # seconds for each connect, write or read
     #: Seconds for a whole attempt, however slowly the server answers; None: 3 × timeout.
     deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
+    #: Only critical alerts go out within this window ("22:00-07:00", wall clock in `quiet_tz`); the rest
+    #: wait and go as one grouped message when it ends.
+    quiet_hours: str | None = None
+    quiet_tz: str = "UTC"
+    #: At most one tier-change digest per this many minutes; those in between go as one grouped message.
+    digest_min_interval_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
     filters: Filters = Field(default_factory=Filters)
 
     @field_validator("token")
@@ -292,6 +339,12 @@ class NtfyConfig(_Channel):
     timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  # seconds for each connect, write or read
     #: Seconds for a whole attempt, however slowly the server answers; None: 3 × timeout.
     deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
+    #: Only critical alerts go out within this window ("22:00-07:00", wall clock in `quiet_tz`); the rest
+    #: wait and go as one grouped message when it ends.
+    quiet_hours: str | None = None
+    quiet_tz: str = "UTC"
+    #: At most one tier-change digest per this many minutes; those in between go as one grouped message.
+    digest_min_interval_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
     filters: Filters = Field(default_factory=Filters)
 
     @field_validator("url")
@@ -359,6 +412,12 @@ class AppriseConfig(_Channel):
     timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)  # seconds for each connect or read
     #: Seconds for a whole attempt (all the URLs), however slowly a service answers; None: 3 × timeout.
     deadline: float | None = Field(default=None, gt=0, le=3 * MAX_TIMEOUT)
+    #: Only critical alerts go out within this window ("22:00-07:00", wall clock in `quiet_tz`); the rest
+    #: wait and go as one grouped message when it ends.
+    quiet_hours: str | None = None
+    quiet_tz: str = "UTC"
+    #: At most one tier-change digest per this many minutes; those in between go as one grouped message.
+    digest_min_interval_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
     filters: Filters = Field(default_factory=Filters)
 
     @field_validator("urls")

@@ -2,7 +2,9 @@
 
 An alert row is written in the same transaction as the change or impact that caused it, together with
 one delivery row per channel whose filters accept it. Delivery rows move pending → sent, or pending →
-failed (given up, not retryable, or the channel was disabled), never back without `alerts retry`.
+failed (given up, not retryable, or the channel was disabled), never back without `alerts retry`. A pending
+delivery can be held (quiet hours, digest interval): it then waits until `next_attempt_at` and goes, with
+its channel's other held ones, as one grouped message whose members are marked together.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = None
     last_error: str | None = None
     claimed_until: datetime | None = None  # a process is sending it; others leave it alone until then
+    #: Why it was held back (alerts.schedule: "quiet", "digest"); None: never held. A held delivery goes in
+    #: its channel's next grouped message.
+    hold: str | None = None
+    #: The grouped message it was claimed into (its id, the same on every attempt); None: sent on its own.
+    group_id: str | None = None
 
 
 class ChannelState(SQLModel, table=True):

@@ -16,6 +16,13 @@ costs at most one failed attempt per backoff step instead of one per pending ale
 failing `max_age` after it was created is marked failed; an endpoint that is gone for good (a webhook's
 410 Gone, a Telegram chat not found or that blocked the bot: `SendResult.gone`) disables its channel, with
 the reason recorded.
+
+Quiet hours and the digest interval (alerts.schedule, one `Schedule` per channel): a due delivery that its
+channel's schedule holds back is postponed (`next_attempt_at` = the end of the hold, `hold` = why) without
+counting an attempt. When held deliveries come due, all of them in the round go as **one grouped message**
+(`alerts.schedule.group_alert`): they are claimed together under a new group id, written on them in the
+claim's transaction, and marked sent (or retried) together in one transaction. A retry or a resend after a
+crash claims them again by that id, so the group is the same message with the same id.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,7 +44,9 @@ from alerts.channels.base import Channel, SendResult
 from alerts.channels.watchdog import Abort
 from alerts.claims import ClaimGuard
 from alerts.db import AlertRecord, ChannelState, Delivery
+from alerts.model import Severity
 from alerts.outbox import from_record
+from alerts.schedule import Schedule, group_alert
 from snapshots.reader import as_utc
 
 
@@ -72,6 +82,7 @@ class DeliveryReport:
     retried: int = 0
     failed: int = 0
     skipped: int = 0  # due, but their channel is resting, disabled or not configured, or another process has them
+    held: int = 0  # due, but held back by their channel's quiet hours or digest interval
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -83,6 +94,7 @@ class DeliveryReport:
         self.retried += other.retried
         self.failed += other.failed
         self.skipped += other.skipped
+        self.held += other.held
         self.errors.extend(other.errors)
 
 
@@ -103,7 +115,8 @@ class Dispatcher:
     `dispatch()` starts a worker for every configured channel that has none running and is not resting; a
     worker sends its channel's due deliveries in order until none is left, its channel rests, or `stop()`.
     `on_done` receives each worker's report when it ends (in the worker's thread). A stopped dispatcher
-    starts no more workers: make a new one to deliver again.
+    starts no more workers: make a new one to deliver again. `schedules` holds each channel's quiet hours
+    and digest interval (none: everything goes when due).
     """
 
     def __init__(
@@ -115,9 +128,11 @@ class Dispatcher:
         policy: DeliveryPolicy | None = None,
         rng: random.Random | None = None,
         on_done: Callable[[DeliveryReport], None] | None = None,
+        schedules: Mapping[str, Schedule] | None = None,
     ) -> None:
         self._engine = engine
         self._channels = channels
+        self._schedules = dict(schedules or {})
         self._clock = clock
         self._policy = policy or DeliveryPolicy()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -202,8 +217,12 @@ class Dispatcher:
                 ended.set()
 
     def _round(self, name: str, channel: Channel, report: DeliveryReport) -> bool:
-        """Send one batch of `name`'s due deliveries in order; True if there may be more to send now."""
+        """Send one batch of `name`'s due deliveries in order; True if there may be more to send now.
+
+        With a schedule, each is first asked whether it must wait (then it is postponed), and those that
+        were held and are due now go together as one grouped message after the others."""
         now = self._clock()
+        schedule = self._schedules.get(name)
         with Session(self._engine) as session:
             state = session.get(ChannelState, name)
             if _resting(state, now):
@@ -222,22 +241,138 @@ class Dispatcher:
                     .limit(self._policy.batch)
                 )
             )
-        for delivery, record in due:
+            last_digest = _last_digest(session, name) if schedule and schedule.digest_interval else None
+        singles, released = self._sort_out(name, due, now, last_digest, report)
+        groups: set[str] = set()
+        if len(released) == 1:
+            singles.insert(0, released.pop())  # one held alert alone is just itself
+        for delivery, record in singles:
             if self.stopped:
                 return False
-            token = self._claim(delivery, channel)
-            if token is None:  # another process took it between the query and now
-                report.skipped += 1
+            if delivery.group_id is not None:  # a group tried before: again whole, under its id
+                if delivery.group_id not in groups:
+                    groups.add(delivery.group_id)
+                    state, rest = self._send_group(name, channel, delivery.group_id, None, report, state)
+                    if rest:
+                        return False
                 continue
-            result = channel.send(from_record(record))
-            if self.stopped and not result.ok:
-                self._release(delivery, token)  # abandoned, not failed: no attempt is counted
+            state, rest = self._send_one(delivery, record, channel, report, state)
+            if rest:
                 return False
-            marked = _mark(self._engine, delivery, token, result, self._clock(), self._policy, self._rng, report, state)
-            state = marked or state
-            if marked is not None and _resting(marked, self._clock()):
-                return False
+        if released and not self.stopped:
+            group_id = f"group_{uuid.uuid4().hex}"
+            self._send_group(name, channel, group_id, [d for d, _ in released], report, state)
         return bool(due)
+
+    def _sort_out(
+        self, name: str, due: list[tuple[Delivery, AlertRecord]], now: datetime, last_digest: datetime | None,
+        report: DeliveryReport,
+    ) -> tuple[list[tuple[Delivery, AlertRecord]], list[tuple[Delivery, AlertRecord]]]:  # fmt: skip
+        """Postpone what `name`'s schedule holds back now; (what goes on its own, in order, and the held
+        deliveries that are due, for one grouped message)."""
+        schedule = self._schedules.get(name)
+        if schedule is None:
+            return due, []
+        singles: list[tuple[Delivery, AlertRecord]] = []
+        released: list[tuple[Delivery, AlertRecord]] = []
+        stored_digest = last_digest
+        for delivery, record in due:
+            if delivery.group_id is not None:
+                singles.append((delivery, record))
+                continue
+            # Held ones that come due go together, whatever the others of the round; a new digest waits
+            # for the interval from any digest that goes in this round.
+            was_held = delivery.hold is not None
+            since = stored_digest if was_held else last_digest
+            hold = schedule.hold(record.kind, Severity(record.severity), now, since)
+            if hold is not None:
+                self._hold(delivery, *hold)
+                report.held += 1
+                continue
+            (released if was_held else singles).append((delivery, record))
+            if record.kind == "tier_changes":
+                last_digest = now
+        return singles, released
+
+    def _send_one(
+        self, delivery: Delivery, record: AlertRecord, channel: Channel, report: DeliveryReport,
+        state: ChannelState | None,
+    ) -> tuple[ChannelState | None, bool]:  # fmt: skip
+        """Claim, send and mark one delivery; (the channel's state, whether to stop the round)."""
+        token = self._claim(delivery, channel)
+        if token is None:  # another process took it between the query and now
+            report.skipped += 1
+            return state, False
+        result = channel.send(from_record(record))
+        if self.stopped and not result.ok:
+            self._release([delivery.id], token)  # abandoned, not failed: no attempt is counted
+            return state, True
+        marked = _mark(self._engine, delivery, token, result, self._clock(), self._policy, self._rng, report, state)
+        state = marked or state
+        return state, marked is not None and _resting(marked, self._clock())
+
+    def _send_group(
+        self, name: str, channel: Channel, group_id: str, members: list[Delivery] | None, report: DeliveryReport,
+        state: ChannelState | None,
+    ) -> tuple[ChannelState | None, bool]:  # fmt: skip
+        """Claim `members` into the group `group_id` (None: the group's pending deliveries, a retry), send
+        them as one message and mark them together; (the channel's state, whether to stop the round)."""
+        token = self._claim_group(name, group_id, members, channel)
+        if token is None:
+            report.skipped += len(members or ())
+            return state, False
+        with Session(self._engine) as session:
+            rows = list(
+                session.exec(
+                    select(Delivery, AlertRecord)
+                    .join(AlertRecord, col(AlertRecord.id) == col(Delivery.alert_id))
+                    .where(col(Delivery.group_id) == group_id, col(Delivery.claimed_until) == token)
+                )
+            )
+        if not rows:
+            return state, False
+        alert = group_alert(group_id, [from_record(r) for _, r in rows], [d.hold for d, _ in rows])
+        result = channel.send(alert)
+        ids = [d.id for d, _ in rows if d.id is not None]
+        if self.stopped and not result.ok:
+            self._release(ids, token)
+            return state, True
+        marked = _mark_group(self._engine, name, ids, token, result, self._clock(), self._policy, self._rng, report)
+        state = marked or state
+        return state, marked is not None and _resting(marked, self._clock())
+
+    def _claim_group(
+        self, name: str, group_id: str, members: list[Delivery] | None, channel: Channel
+    ) -> datetime | None:
+        """Claim the members into the group in one transaction, all or none; the claim token or None."""
+        now = self._clock()
+        token = now + timedelta(seconds=self._policy.claim_seconds(channel))
+        pending = (col(Delivery.channel) == name, col(Delivery.status) == "pending", _unclaimed(now))
+        with self._engine.connect() as conn, conn.begin() as tx:
+            if members is None:
+                conn.execute(update(Delivery).where(col(Delivery.group_id) == group_id, *pending)
+                             .values(claimed_until=token))  # fmt: skip
+                return token
+            ids = [d.id for d in members]
+            claimed = conn.execute(
+                update(Delivery)
+                .where(col(Delivery.id).in_(ids), col(Delivery.group_id).is_(None), *pending)
+                .values(claimed_until=token, group_id=group_id)
+            ).rowcount
+            if claimed != len(ids):  # another process took some: leave them all to the next round
+                tx.rollback()
+                return None
+        return token
+
+    def _hold(self, delivery: Delivery, until: datetime, reason: str) -> None:
+        """Postpone a delivery its schedule holds back (no attempt counted; only if still pending, unclaimed)."""
+        now = self._clock()
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(Delivery)
+                .where(col(Delivery.id) == delivery.id, col(Delivery.status) == "pending", _unclaimed(now))
+                .values(next_attempt_at=until, hold=reason)
+            )
 
     def _claim(self, delivery: Delivery, channel: Channel) -> datetime | None:
         now = self._clock()
@@ -250,11 +385,11 @@ class Dispatcher:
             ).rowcount
         return token if claimed == 1 else None
 
-    def _release(self, delivery: Delivery, token: datetime) -> None:
+    def _release(self, ids: Sequence[int | None], token: datetime) -> None:
         with self._engine.begin() as conn:
             conn.execute(
                 update(Delivery)
-                .where(col(Delivery.id) == delivery.id, col(Delivery.claimed_until) == token)
+                .where(col(Delivery.id).in_(ids), col(Delivery.claimed_until) == token)
                 .values(claimed_until=None)
             )
 
@@ -277,6 +412,7 @@ def deliver_due(
     policy: DeliveryPolicy | None = None,
     rng: random.Random | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    schedules: Mapping[str, Schedule] | None = None,
 ) -> DeliveryReport:
     """Deliver everything that is due now, each channel in its own worker, and return what happened.
 
@@ -291,7 +427,7 @@ def deliver_due(
         with lock:
             report.add(worker)
 
-    dispatcher = Dispatcher(engine, channels, clock=clock, policy=policy, rng=rng, on_done=done)
+    dispatcher = Dispatcher(engine, channels, clock=clock, policy=policy, rng=rng, on_done=done, schedules=schedules)
     waiting = dispatcher.dispatch()
     try:
         while not dispatcher.wait(0.1):
@@ -364,21 +500,102 @@ def _mark(
             state.consecutive_failures, state.retry_at = 0, None
             report.sent += 1
         elif result.gone:
-            # 410 Gone from a webhook, a Telegram chat that is gone or has blocked the bot: the error says which.
-            reason = f"endpoint gone for good at {now.isoformat()}: channel disabled; {result.error or ''}".strip()
-            row.status, row.last_error = "failed", reason
-            state.disabled_at, state.disabled_reason = now, reason
-            session.execute(
-                update(Delivery)
-                .where(col(Delivery.channel) == delivery.channel, col(Delivery.status) == "pending")
-                .values(status="failed", last_error=f"channel disabled: {reason}", claimed_until=None)
-            )
+            row.status, row.last_error = "failed", _disable(session, state, result, now, report)
             report.failed += 1
-            report.errors.append(f"{delivery.channel}: {reason}")
         else:
             _retry_or_fail(row, state, result, now, policy, rng, report)
         session.add(row)
         session.add(state)
+        session.commit()
+        session.refresh(state)
+        session.expunge(state)
+    return state
+
+
+def _disable(session: Session, state: ChannelState, result: SendResult, now: datetime, report: DeliveryReport) -> str:
+    """Disable the channel of `state` for good, failing its other pending deliveries; the reason."""
+    # 410 Gone from a webhook, a Telegram chat that is gone or has blocked the bot: the error says which.
+    reason = f"endpoint gone for good at {now.isoformat()}: channel disabled; {result.error or ''}".strip()
+    state.disabled_at, state.disabled_reason = now, reason
+    session.execute(
+        update(Delivery)
+        .where(col(Delivery.channel) == state.name, col(Delivery.status) == "pending")
+        .values(status="failed", last_error=f"channel disabled: {reason}", claimed_until=None)
+    )
+    report.errors.append(f"{state.name}: {reason}")
+    return reason
+
+
+def _last_digest(session: Session, channel: str) -> datetime | None:
+    """When `channel` last sent a tier-change digest (alone or in a group)."""
+    sent = session.exec(
+        select(func.max(Delivery.sent_at))
+        .join(AlertRecord, col(AlertRecord.id) == col(Delivery.alert_id))
+        .where(Delivery.channel == channel, Delivery.status == "sent", AlertRecord.kind == "tier_changes")
+    ).first()
+    return as_utc(sent)
+
+
+def _mark_group(
+    engine: Engine,
+    channel: str,
+    ids: list[int],
+    token: datetime,
+    result: SendResult,
+    now: datetime,
+    policy: DeliveryPolicy,
+    rng: random.Random,
+    report: DeliveryReport,
+) -> ChannelState | None:
+    """Record one attempt of a grouped message on all its members and the channel's state, in one
+    transaction: sent together, retried together (one retry time for all, so they stay one group) or failed
+    together. None, recording nothing, if the claim is no longer ours (as `_mark`)."""
+    with Session(engine) as session:
+        ours = (
+            session.connection()
+            .execute(
+                update(Delivery)
+                .where(col(Delivery.id).in_(ids), col(Delivery.claimed_until) == token)
+                .values(claimed_until=None)
+            )
+            .rowcount
+        )
+        if ours != len(ids):
+            session.rollback()
+            return None
+        rows = list(session.exec(select(Delivery).where(col(Delivery.id).in_(ids))))
+        state = session.get(ChannelState, channel) or ChannelState(name=channel)
+        for row in rows:
+            row.attempts += 1
+            row.last_attempt_at = now
+        error = result.error or "delivery failed"
+        oldest = min(as_utc(r.created_at) or now for r in rows)
+        too_old = (now - oldest).total_seconds() >= policy.max_age
+        if result.ok:
+            for row in rows:
+                row.status, row.sent_at, row.last_error = "sent", now, None
+            state.consecutive_failures, state.retry_at = 0, None
+            report.sent += len(rows)
+        elif result.gone:
+            reason = _disable(session, state, result, now, report)
+            for row in rows:
+                row.status, row.last_error = "failed", reason
+            report.failed += len(rows)
+        elif not result.retryable or too_old:
+            last = error if not too_old else f"gave up after {policy.max_age / 3600:g} h: {error}"
+            for row in rows:
+                row.status, row.last_error = "failed", last
+            report.failed += len(rows)
+            report.errors.append(f"{channel}: grouped message of {len(rows)}: {last}")
+        else:
+            delay = policy.delay(max(r.attempts for r in rows), result.retry_after, rng)
+            for row in rows:
+                row.next_attempt_at, row.last_error = now + timedelta(seconds=delay), error
+            state.consecutive_failures += 1
+            state.retry_at = now + timedelta(seconds=policy.delay(state.consecutive_failures, result.retry_after, rng))
+            report.retried += len(rows)
+            report.errors.append(f"{channel}: grouped message of {len(rows)}: {error} (retry in {delay:.0f}s)")
+        session.add_all([*rows, state])
         session.commit()
         session.refresh(state)
         session.expunge(state)

@@ -17,6 +17,9 @@ from snapshots.timefmt import iso, utcnow
 if TYPE_CHECKING:
     from alerts.deliver import DeliveryReport
 
+#: `Delivery.hold` in words (as alerts.schedule.HOLD_WORDS, without importing it for the table).
+_HELD = {"quiet": "quiet hours", "digest": "digest interval"}
+
 alerts_app = typer.Typer(help="Deliver, test, list and retry alerts.", no_args_is_help=True)
 
 
@@ -24,11 +27,12 @@ def deliver_all(c: cli_context.Context) -> DeliveryReport:
     """Attempt every delivery that is due now, each channel in its own worker (a slow receiver delays only its
     own alerts); channels rest after a failure. Ctrl-C abandons the sends in flight: they stay pending."""
     from alerts.deliver import deliver_due
-    from monitor.service.alerting import build_channels, delivery_policy
+    from monitor.service.alerting import build_channels, delivery_policy, schedules
 
     channels = build_channels(c.settings)
     try:
-        return deliver_due(c.engine, channels, clock=utcnow, policy=delivery_policy(c.settings))
+        policy, held = delivery_policy(c.settings), schedules(c.settings)
+        return deliver_due(c.engine, channels, clock=utcnow, policy=policy, schedules=held)
     finally:
         for channel in channels.values():
             channel.close()
@@ -39,6 +43,7 @@ def print_report(report: DeliveryReport) -> None:
     con.print(
         f"alerts: {report.sent} sent, {report.retried} to retry, {report.failed} failed"
         + (f", {report.skipped} waiting for their channel" if report.skipped else "")
+        + (f", {report.held} held (quiet hours or digest interval)" if report.held else "")
     )
     for line in report.errors[:20]:
         con.print(f"  {output.safe(line)}")
@@ -128,9 +133,12 @@ def list_(
     )  # fmt: skip
     for r in rows:
         when = r["sent_at"] if r["status"] == "sent" else (r["next_attempt_at"] if r["status"] == "pending" else None)
+        shown = output.when_text(when, "")
+        if r["status"] == "pending" and r["held"]:
+            shown = f"held ({_HELD.get(r['held'], r['held'])}) until {shown}"
         table.add_row(
             output.when_text(r["created_at"]), f"{r['alert_id']}\n{output.safe(r['title'])}", r["kind"],
-            r["severity"], output.safe(r["channel"]), r["status"], str(r["attempts"]), output.when_text(when, ""),
+            r["severity"], output.safe(r["channel"]), r["status"], str(r["attempts"]), shown,
             output.safe(r["last_error"] or ""),
         )  # fmt: skip
     output.console().print(table)
@@ -153,6 +161,8 @@ def _row(d: Any, a: Any) -> dict[str, Any]:
         "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending" else None,
         "sent_at": iso(d.sent_at),
         "last_error": d.last_error,
+        "held": d.hold if d.status == "pending" else None,  # "quiet" | "digest": waits until next_attempt_at
+        "group_id": d.group_id,
     }
 
 

@@ -23,6 +23,7 @@ from alerts.config import AppriseConfig, ChannelConfig, EmailConfig, NtfyConfig,
 from alerts.deliver import DeliveryPolicy
 from alerts.events import digest_alert, impact_alert, risk_alert
 from alerts.outbox import Route, enqueue
+from alerts.schedule import Schedule
 from monitor.config.settings import Settings
 from monitor.risk.episodes import RiskEvent, RiskSink, track_risk
 from monitor.risk.figures import Assessment
@@ -54,6 +55,11 @@ def make_channel(config: ChannelConfig, public_url: str | None = None) -> Channe
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
     return {c.name: make_channel(c, settings.web_public_url) for c in settings.all_channels()}
+
+
+def schedules(settings: Settings) -> dict[str, Schedule]:
+    """Each channel's quiet hours and digest interval, for the channels that have either."""
+    return {c.name: c.schedule for c in settings.all_channels() if c.schedule is not None}
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:

@@ -37,7 +37,7 @@ from alerts.channels.base import Channel
 from alerts.deliver import DeliveryReport, Dispatcher, deliver_due
 from monitor.config.settings import Settings
 from monitor.risk.marketdata import refresh_market, symbols_with_open_positions
-from monitor.service.alerting import build_channels, delivery_policy, routes, watch_risk
+from monitor.service.alerting import build_channels, delivery_policy, routes, schedules, watch_risk
 from monitor.service.health import check_stale
 from monitor.service.lock import WriterLock
 from monitor.service.metrics import Metrics
@@ -141,6 +141,7 @@ class Daemon:
             clock=self.clock,
             policy=delivery_policy(self.settings),
             should_stop=self.stop_event.is_set,
+            schedules=schedules(self.settings),
         )
         self._observe_delivery(total)
         return total
@@ -237,6 +238,7 @@ class Daemon:
                     clock=self.clock,
                     policy=delivery_policy(self.settings),
                     on_done=self._observe_delivery,
+                    schedules=schedules(self.settings),
                 )
                 sched = self._scheduler()
                 sched.start()

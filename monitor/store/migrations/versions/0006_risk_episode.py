@@ -1,7 +1,9 @@
-"""risk episode per open position
+"""risk episode per open position; held and grouped deliveries
 
 Where each open position stood at the last market check (its risk level and the figures then), so that a
 `position_risk` alert goes out once per episode and a recovery once when it ends (monitor.risk.episodes).
+A delivery records why it was held back (`hold`: quiet hours, digest interval) and the grouped message it
+was claimed into (`group_id`), so that a resend of the group keeps its id (alerts.deliver).
 
 Revision ID: 0006
 Revises: 0004 (re-chained after 0005 when the branches merge)
@@ -36,7 +38,13 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["position_id"], ["position.id"]),
         sa.PrimaryKeyConstraint("position_id"),
     )
+    with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("hold", sa.String(), nullable=True))
+        batch_op.add_column(sa.Column("group_id", sa.String(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.drop_column("group_id")
+        batch_op.drop_column("hold")
     op.drop_table("risk_episode")
