@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
@@ -12,7 +13,7 @@ from sqlmodel import Session, select
 from alerts.config import Filters
 from alerts.db import AlertRecord
 from alerts.events import digest_alert
-from alerts.model import Severity
+from alerts.model import Alert, Severity
 from alerts.outbox import Route
 from monitor.config.settings import Settings
 from monitor.service.health import HealthRules, check_stale, observe
@@ -148,3 +149,55 @@ def test_log_lines_never_carry_secrets() -> None:
     line = JsonFormatter().format(record)
     assert secret not in line and "abcdef" not in line
     assert json.loads(line)["level"] == "warning"
+
+
+# -- position_risk ---------------------------------------------------------------------------------
+
+RISK_FIGURES = {"mark_price": 57_900.0, "adr": 1_600.0, "liquidation_price": 58_000.0, "distance": 0.0017,
+                "buffer_adr": -0.0625, "tier": 2}  # fmt: skip
+RISK_BEFORE = {**RISK_FIGURES, "mark_price": 58_800.0, "buffer_adr": 0.5, "distance": 0.0136}
+
+
+def risk(level: str, event: str, symbol: str = "BTC/USDT:USDT", after: Mapping[str, object] | None = None) -> Alert:
+    from alerts.events import risk_alert
+
+    data = {"event": event, "level": level, "previous_level": "near", "worst": "beyond",
+            "since": "2026-05-01T07:00:00Z", "source": "binance-usdm", "symbol": symbol, "before": RISK_BEFORE,
+            "after": after or RISK_FIGURES}  # fmt: skip
+    position = {"id": 4, "side": "long", "entry_price": 60_000.0, "size_input": "qty=10", "mode": "isolated"}
+    return risk_alert(data, position, threshold_adr=2.0, near_adr=1.0, now=T0)
+
+
+def test_a_mark_beyond_the_lp_says_so_plainly_and_prints_no_buffer() -> None:
+    a = risk("beyond", "escalated")
+    assert a.kind == "position_risk" and a.severity is Severity.CRITICAL
+    assert (
+        a.title == "BTC/USDT:USDT long #4: MARK BEYOND LIQUIDATION PRICE (mark 57,900.00, liquidation price 58,000.00)"
+    )
+    assert "moved: mark 58,800.00 → 57,900.00" in a.lines
+    assert ("buffer", "0.50 ADR", "mark beyond LP") in a.rows and (
+        "distance from mark",
+        "1.36%",
+        "past by 0.17%",
+    ) in a.rows
+    assert "-0.06" not in " ".join([a.title, *a.lines, *(" ".join(r) for r in a.rows)])
+
+
+def test_risk_severities_and_recovery() -> None:
+    near = {**RISK_FIGURES, "buffer_adr": 0.8, "mark_price": 59_280.0}
+    ok = {**RISK_FIGURES, "buffer_adr": 2.4, "mark_price": 61_840.0}
+    assert risk("violation", "entered", after={**RISK_FIGURES, "buffer_adr": 1.8}).severity is Severity.WARNING
+    assert risk("near", "escalated", after=near).severity is Severity.CRITICAL
+    back = risk("ok", "recovered", after=ok)
+    assert back.severity is Severity.INFO and "risk recovered, buffer 2.40 ADR" in back.title
+    assert any("worst: MARK BEYOND LIQUIDATION PRICE" in line for line in back.lines)
+
+
+def test_a_hostile_symbol_is_escaped_in_every_rendering() -> None:
+    from alerts.render import render_chat, render_html, render_telegram, render_text
+
+    a = risk("near", "entered", symbol="<b>X</b>&\x1b[31m")
+    assert "<b>X</b>" not in render_html(a) and "&lt;b&gt;X&lt;/b&gt;&amp;" in render_html(a)
+    assert "<b>X</b>" not in render_telegram(a).replace("<b>CRITICAL", "") and "&lt;b&gt;X" in render_telegram(a)
+    assert "\x1b" not in render_text(a) and "\\x1b" in render_text(a)
+    assert "&lt;b&gt;X" in render_chat(a, "slack")["text"] and "\\<b>X" in render_chat(a, "discord")["content"]

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from alerts.channels.webhook import WebhookChannel
@@ -164,7 +164,7 @@ def put(engine: Engine, *alerts: Alert) -> None:
 
 def deliveries(engine: Engine) -> list[Delivery]:
     with Session(engine) as session:
-        return list(session.exec(select(Delivery).order_by(Delivery.id)))
+        return list(session.exec(select(Delivery).order_by(col(Delivery.id))))
 
 
 def run(engine: Engine, channel: WebhookChannel, clock: Clock, schedule: Schedule) -> DeliveryReport:

@@ -4,7 +4,7 @@ daemon, the fake exchange and a webhook receiver on 127.0.0.1, down to a mark cr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 import pytest
@@ -62,7 +62,7 @@ def test_step(previous: Level, buffer: float | None, level: Level, event: str | 
 def reference(buffers: list[float | None], bands: Bands) -> list[str]:
     """The events of `buffers` by an independent model: one Schmitt trigger per level (on below its bound, or
     at/below 0 for beyond; off at its bound + hysteresis); the level is the highest trigger that is on."""
-    on = dict.fromkeys(LEVELS[1:], False)
+    on: dict[str, bool] = dict.fromkeys(LEVELS[1:], False)
     bounds = {"violation": bands.threshold, "near": bands.near, "beyond": 0.0}
     level, events = "ok", []
     for b in buffers:
@@ -88,7 +88,7 @@ buffers = st.lists(
 )
 
 
-def run(seq: list[float | None], bands: Bands) -> tuple[list[str], list[Level]]:
+def run(seq: Sequence[float | None], bands: Bands) -> tuple[list[str], list[Level]]:
     level: Level = "ok"
     events, levels = [], []
     for b in seq:
