@@ -258,7 +258,14 @@ def test_the_readme_examples_load(tmp_path: Path) -> None:
         assert settings.model_dump()  # loaded
     # Together, top-level keys first (in TOML they would otherwise belong to the last table).
     cfg.write_text("\n".join(sorted(blocks, key=lambda b: b.lstrip().startswith("["))))
-    assert [c.name for c in load_settings(cfg).all_channels()] == ["me", "ops", "phone", "push"]
+    assert [c.name for c in load_settings(cfg).all_channels()] == [
+        "me",
+        "ops",
+        "night-phone",
+        "phone",
+        "push",
+        "everywhere",
+    ]
 
 
 def test_lenient_spellings_a_trader_would_use_are_accepted(tmp_path: Path) -> None:
