@@ -278,7 +278,13 @@ class Dispatcher:
         stored_digest = last_digest
         for delivery, record in due:
             if delivery.group_id is not None:
-                singles.append((delivery, record))
+                # A group being retried waits out quiet hours too (its digest interval has been served).
+                hold = schedule.hold(record.kind, Severity(record.severity), now, None)
+                if hold is not None:
+                    self._hold(delivery, *hold)
+                    report.held += 1
+                else:
+                    singles.append((delivery, record))
                 continue
             # Held ones that come due go together, whatever the others of the round; a new digest waits
             # for the interval from any digest that goes in this round.

@@ -224,6 +224,26 @@ def test_a_failed_group_is_retried_whole_with_the_same_id(engine: Engine, receiv
     assert [d.status for d in deliveries(engine)] == ["sent"] * 4
 
 
+def test_a_group_still_failing_at_night_waits_for_the_morning(engine: Engine, receiver: Server) -> None:
+    quiet = Schedule(BERLIN)
+    clock = Clock(NIGHT)
+    put(engine, *(alert("position_impact", Severity.INFO, NIGHT, f"#{n}") for n in range(2)))
+    run(engine, hook(receiver), clock, quiet)
+    receiver.default = Reply(503)
+    clock.now = MORNING
+    assert run(engine, hook(receiver), clock, quiet).retried == 2
+    clock.now = utc("2026-01-16T21:30:00")  # the retry comes due the next night
+    report = run(engine, hook(receiver), clock, quiet)
+    assert (report.attempted, report.held) == (0, 2) and len(receiver.requests) == 1
+    rows = deliveries(engine)
+    assert {d.next_attempt_at.replace(tzinfo=UTC) for d in rows} == {utc("2026-01-17T06:00:00")}
+    assert len({d.group_id for d in rows}) == 1  # still the same group
+    receiver.default = Reply(204)
+    clock.now = utc("2026-01-17T06:00:00")
+    assert run(engine, hook(receiver), clock, quiet).sent == 2
+    assert receiver.requests[1].json()["id"] == receiver.requests[0].json()["id"]
+
+
 def test_a_crash_between_send_and_mark_resends_the_group_with_its_id(
     engine: Engine, receiver: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
