@@ -156,6 +156,10 @@ def describe_channel(channel: ChannelConfig) -> str:
         return f"{parts.scheme}://{host}{port}/…"
 
     filtered = " (filtered)" if channel.filters.model_dump() != type(channel.filters)().model_dump() else ""
+    if channel.quiet_hours:
+        filtered += f" (quiet {channel.quiet_hours} {channel.quiet_tz})"
+    if channel.digest_min_interval_minutes:
+        filtered += f" (a digest every {channel.digest_min_interval_minutes:g} min at most)"
     if isinstance(channel, WebhookConfig):
         return f"webhook {channel.name!r} → {host_only(channel.url.get_secret_value())} ({channel.format}){filtered}"
     if isinstance(channel, TelegramConfig):  # the bot token is in the URL path: the host only

@@ -315,6 +315,21 @@ def test_deliver_holds_and_alerts_list_says_until_when(tmp_path: Path, db_url: s
     assert row["next_attempt_at"] == (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:00Z")
 
 
+def test_the_startup_summary_names_the_schedule(tmp_path: Path) -> None:
+    from monitor.cli.daemon import describe_channel
+
+    cfg = tmp_path / "config.toml"
+    table = '[[channels]]\nname = "ops"\ntype = "webhook"\nurl = "https://hooks.example.com/x"\n'
+    cfg.write_text(
+        table + 'quiet_hours = "22:00-07:00"\nquiet_tz = "Europe/Berlin"\ndigest_min_interval_minutes = 60\n'
+    )
+    (config,) = load_settings(cfg).all_channels()
+    assert describe_channel(config) == (
+        "webhook 'ops' → https://hooks.example.com/… (json) (quiet 22:00-07:00 Europe/Berlin)"
+        " (a digest every 60 min at most)"
+    )
+
+
 def test_group_alert_is_pure_and_counts_what_it_cannot_list() -> None:
     members = [alert("position_impact", Severity.INFO, NIGHT + timedelta(seconds=n), f"#{n}") for n in range(70)]
     one = group_alert("group_x", members, ["quiet"] * 70)
