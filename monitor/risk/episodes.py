@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from monitor.config.settings import Settings
 from monitor.risk.figures import Assessment
@@ -147,8 +147,8 @@ def track_risk(
     Returns the events and the assessments (for the daemon's metrics)."""
     positions = open_positions(session)
     found = assess_now(session, positions, settings, now)
-    ids = [p.id for p in positions]
-    rows = {r.position_id: r for r in session.exec(select(RiskEpisode).where(col(RiskEpisode.position_id).in_(ids)))}
+    # Every stored row (one per position ever checked): no IN list of thousands of ids.
+    rows = {r.position_id: r for r in session.exec(select(RiskEpisode))}
     bands = Bands.of(settings)
     events: list[RiskEvent] = []
     for p in positions:
