@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy import bindparam, insert
 from sqlmodel import Session, select
 
 from monitor.config.settings import Settings
@@ -36,6 +37,7 @@ from monitor.risk.figures import Assessment
 from monitor.risk.impacts import assess_now
 from monitor.risk.positions import open_positions
 from monitor.store.models import Position, RiskEpisode
+from snapshots.reader import as_utc
 
 Level = Literal["ok", "violation", "near", "beyond"]
 Event = Literal["entered", "escalated", "recovered"]
@@ -144,37 +146,47 @@ def track_risk(
 ) -> tuple[list[RiskEvent], dict[int, Assessment]]:
     """Step every open position's level at `now`, store it, and hand the events to `sinks`; never commits.
 
-    Returns the events and the assessments (for the daemon's metrics)."""
+    Returns the events and the assessments (for the daemon's metrics). The levels are written with two
+    executemany statements (new rows, updated rows), not an ORM object per position."""
     positions = open_positions(session)
     found = assess_now(session, positions, settings, now)
+    columns = ("position_id", "level", "since", "worst", *_FIGURES)
     # Every stored row (one per position ever checked): no IN list of thousands of ids.
-    rows = {r.position_id: r for r in session.exec(select(RiskEpisode))}
+    stored = {r[0]: dict(zip(columns, r, strict=True)) for r in session.execute(
+        select(*(getattr(RiskEpisode, c) for c in columns)))}  # fmt: skip
     bands = Bands.of(settings)
     events: list[RiskEvent] = []
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
     for p in positions:
         assert p.id is not None
         buffer = signed_buffer(found[p.id])
         if buffer is None:
             continue  # unknown now: the level and the figures of the last known check stay
-        row = rows.get(p.id) or RiskEpisode(position_id=p.id, checked_at=now)
-        previous: Level = row.level if row.level in RANK else "ok"  # type: ignore[assignment]
+        old = stored.get(p.id)
+        previous: Level = old["level"] if old and old["level"] in RANK else "ok"
         level, event = step(previous, buffer, bands)
-        before = {k: getattr(row, k) for k in _FIGURES} if p.id in rows else dict.fromkeys(_FIGURES)
-        after = _figures(found[p.id], buffer)
+        since, worst = (old["since"], old["worst"]) if old else (None, None)
         if event == "entered":
-            row.since, row.worst = now, level
-        elif level != "ok" and RANK[level] > RANK.get(row.worst or "ok", 0):
-            row.worst = level
+            since, worst = now, level
+        elif level != "ok" and RANK[level] > RANK.get(worst or "ok", 0):
+            worst = level
+        after = _figures(found[p.id], buffer)
         if event is not None:
-            worst: Level = row.worst if row.worst in RANK else level  # type: ignore[assignment]
-            events.append(RiskEvent(p, event, level, previous, worst, row.since, now, before, after))
+            before = {k: old[k] for k in _FIGURES} if old else dict.fromkeys(_FIGURES)
+            episode_worst: Level = worst if worst in RANK else level
+            events.append(RiskEvent(p, event, level, previous, episode_worst, as_utc(since), now, before, after))
         if level == "ok":
-            row.since, row.worst = None, None
-        row.level, row.checked_at = level, now
-        for key, value in after.items():
-            setattr(row, key, value)
-        session.add(row)
-    session.flush()
+            since, worst = None, None
+        row = {"position_id": p.id, "level": level, "since": since, "worst": worst, "checked_at": now, **after}
+        (updates if old else inserts).append(row)
+    # Core executemany on the table: the ORM's bulk path costs twice as much for 10,000 rows.
+    table = RiskEpisode.__table__  # type: ignore[attr-defined]
+    if inserts:
+        session.execute(insert(table), inserts)
+    if updates:
+        by_id = table.update().where(table.c.position_id == bindparam("pid"))
+        session.execute(by_id, [{"pid": r.pop("position_id"), **r} for r in updates])
     for sink in sinks:
         sink(session, events)
     return events, found
