@@ -21,6 +21,7 @@ BENCHES = {
     "snapshots": ["bench/bench_snapshots.py"],
     "impacts": ["bench/bench_impacts.py"],
     "alerts": ["bench/bench_alerts.py"],
+    "risk": ["bench/bench_risk.py"],
     "soak": ["bench/soak.py"],
     "killtest": ["bench/killtest.py", "--rounds", "50"],
 }
@@ -114,6 +115,18 @@ def render() -> str:
             f"With the receiver down, the channel rests between attempts, so the {down['alerts']:,} alerts cost "
             f"{down['send_attempts']} attempts in {down['backoff_steps_in_window']} back-off steps, and each 5 s "
             "run is one cheap query.",
+            "",
+        ]
+    if risk := load("risk"):
+        out += [
+            "## Risk episodes at a market refresh (`bench/bench_risk.py`)",
+            "",
+            "| measurement | tierdrift | floor | ratio |",
+            "|---|---|---|---|",
+            f"| {risk['positions']:,} open positions after a market refresh (every mark moved ±3 %): assess, step "
+            "each risk episode, write the levels, enqueue the `position_risk` alerts, one transaction | "
+            f"{risk['track_risk_median_ms'] / 1000:.2f} s | {risk['assess_only_median_ms'] / 1000:.2f} s: "
+            f"`assess_now` alone, which the market job ran before | {risk['ratio']}× |",
             "",
         ]
     if soak := load("soak"):
