@@ -34,7 +34,7 @@ class Channel(Protocol):
     """A configured destination. `name` is unique among the configured channels."""
 
     name: str
-    kind: str  # "webhook" | "email" | "telegram" | "ntfy"
+    kind: str  # "webhook" | "email" | "telegram" | "ntfy" | "apprise"
 
     def send(self, alert: Alert) -> SendResult: ...
 

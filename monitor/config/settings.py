@@ -24,7 +24,16 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -198,9 +207,11 @@ class Settings(BaseSettings):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_booleans(cls, value: Any) -> Any:
-        # pydantic would read `health_port = true` as port 1; no setting here is a yes/no.
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic would read `health_port = true` as port 1; the one yes/no setting is spelled "on"/"off".
         if isinstance(value, bool):
+            if info.field_name == "risk_alerts":
+                raise ValueError('write "on" or "off" (a string), not true or false')
             raise ValueError("must not be true or false")
         return value
 

@@ -4,6 +4,7 @@ daemon, the fake exchange and a webhook receiver on 127.0.0.1, down to a mark cr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
@@ -317,6 +318,7 @@ def test_market_refresh_command_queues_and_says_the_alert(
     [
         ({"risk_near_liquidation_adr": 2.0}, "risk_near_liquidation_adr (2) must be below violation_threshold_adr (2)"),
         ({"risk_alerts": "yes"}, "risk_alerts"),
+        ({"risk_alerts": True}, 'write "on" or "off"'),
         ({"risk_hysteresis_adr": -1}, "risk_hysteresis_adr"),
     ],
 )
@@ -329,7 +331,7 @@ def test_bad_risk_settings_are_one_line(
     from monitor.config.settings import load_settings
 
     cfg = Path(str(tmp_path)) / "config.toml"
-    cfg.write_text("".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in values.items()))
+    cfg.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
     with pytest.raises(ConfigError) as info:
         load_settings(cfg)
     assert words in str(info.value) and "\n" not in str(info.value)
