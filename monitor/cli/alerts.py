@@ -6,6 +6,7 @@ these commands costs nothing to the fast read-only ones.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -117,7 +118,8 @@ def list_(
     if status:
         stmt = stmt.where(Delivery.status == status)
     with Session(cli_context.get(ctx).read_engine) as session:
-        rows = [_row(d, a) for d, a in session.exec(stmt)]
+        now = utcnow()
+        rows = [_row(d, a, now) for d, a in session.exec(stmt)]
         disabled = [s for s in session.exec(select(ChannelState)) if s.disabled_at is not None]
     if as_json:
         output.emit_json(rows)
@@ -144,9 +146,11 @@ def list_(
     output.console().print(table)
 
 
-def _row(d: Any, a: Any) -> dict[str, Any]:
+def _row(d: Any, a: Any, now: datetime) -> dict[str, Any]:
     from alerts.model import Severity
+    from snapshots.reader import as_utc
 
+    waiting = d.status == "pending" and d.hold is not None and (as_utc(d.next_attempt_at) or now) > now
     return {
         "alert_id": a.id,
         "created_at": iso(a.created_at),
@@ -161,7 +165,7 @@ def _row(d: Any, a: Any) -> dict[str, Any]:
         "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending" else None,
         "sent_at": iso(d.sent_at),
         "last_error": d.last_error,
-        "held": d.hold if d.status == "pending" else None,  # "quiet" | "digest": waits until next_attempt_at
+        "held": d.hold if waiting else None,  # "quiet" | "digest": held back until next_attempt_at
         "group_id": d.group_id,
     }
 
