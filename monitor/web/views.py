@@ -1,0 +1,448 @@
+"""What each dashboard page shows, read from the database: plain values for the templates, nothing rendered.
+
+Every function takes an open `Session` (and its connection for the history questions), reads, and
+writes nothing. Inputs from the query string arrive already parsed (`monitor.web.pages` turns a bad one
+into a 400); an unknown source, symbol, position or version raises `NotFound` (a 404 page).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from alerts.db import AlertRecord, ChannelState, Delivery
+from alerts.model import Severity
+from monitor.config.settings import Settings
+from monitor.exchanges.errors import redact
+from monitor.risk.figures import Assessment
+from monitor.risk.impacts import assess_now
+from monitor.risk.liquidation import PositionSpec, RiskFigures, liquidation
+from monitor.risk.positions import PositionInput, check_amount, priced_with, size_of
+from monitor.store.models import Impact, Position, SourceHealth
+from monitor.web.charts import Figure, HistoryPoint, PositionMark, history_chart, tier_chart
+from snapshots.diff import diff_tables
+from snapshots.errors import NotFound
+from snapshots.history import (
+    SourceStatus,
+    StoredChange,
+    VersionInfo,
+    list_changes,
+    source_status,
+    table_at,
+    versions,
+)
+from snapshots.model import SOURCES, Tier, TierTable, Unit, is_inverse
+from snapshots.reader import as_utc
+from snapshots.tables import load_tables
+
+#: How many rows the overview shows of each list (the full lists have their own pages).
+OVERVIEW_ROWS = 15
+
+
+def unit_name(table: TierTable) -> str:
+    """The asset a table's floors and caps are counted in: `USDT` for `BTC/USDT:USDT`, `BTC` for inverse."""
+    base, _, rest = table.symbol.partition("/")
+    if table.unit is Unit.BASE:
+        return base or "base"
+    quote = rest.split(":", 1)[0]
+    return quote or "quote"
+
+
+# -- overview ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    status: SourceStatus
+    health: str  # ok | failing | stale | quarantined
+    health_since: datetime | None
+    health_reason: str | None
+    next_poll: str | None  # ISO time from the daemon's status, None without a daemon
+
+
+def sources(session: Session, settings: Settings, next_poll: Mapping[str, Any]) -> list[SourceRow]:
+    """The health of every configured source, and of any other source with history in the database."""
+    conn = session.connection()
+    secrets = settings.secrets()
+    health = {h.source: h for h in session.exec(select(SourceHealth))}
+    out = []
+    for name in SOURCES:
+        status = source_status(conn, name)
+        if name not in settings.sources and status.last_poll_at is None and not status.symbols:
+            continue
+        h = health.get(name)
+        reason = redact(h.reason, secrets) if h and h.reason else None
+        error = redact(status.last_error, secrets) if status.last_error else None
+        out.append(
+            SourceRow(
+                SourceStatus(
+                    status.source, status.symbols, status.last_poll_at, status.last_outcome, status.last_success_at,
+                    status.last_change_at, status.last_error_at, error,
+                ),  # fmt: skip
+                h.state if h else "ok",
+                as_utc(h.since) if h else None,
+                reason,
+                next_poll.get(name),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    position: Position
+    assessment: Assessment | None
+
+    @property
+    def figures(self) -> RiskFigures | None:
+        return self.assessment.figures if self.assessment else None
+
+    @property
+    def violation(self) -> bool:
+        return bool(self.figures and self.figures.violation)
+
+
+def open_positions(session: Session, settings: Settings, now: datetime, *, source: str | None = None,
+                   symbol: str | None = None) -> list[PositionRow]:  # fmt: skip
+    """Open positions with their current figures, violations first, then the smallest buffer first."""
+    stmt = select(Position).where(col(Position.closed_at).is_(None)).order_by(col(Position.id))
+    if source:
+        stmt = stmt.where(Position.source == source)
+    rows = list(session.exec(stmt))
+    wanted = [p for p in rows if symbol is None or p.symbol == symbol]
+    if not wanted:
+        return []
+    # Cross positions are priced with their whole account, as `positions list` prices them.
+    found = assess_now(session, rows if symbol is None else _with_accounts(session, wanted), settings, now)
+    out = [PositionRow(p, found.get(p.id or 0)) for p in wanted]
+    return sorted(out, key=_risk_order)
+
+
+def _with_accounts(session: Session, positions: Sequence[Position]) -> list[Position]:
+    seen: dict[int | None, Position] = {}
+    for p in positions:
+        for q in priced_with(session, p):
+            seen.setdefault(q.id, q)
+    return list(seen.values())
+
+
+def _risk_order(row: PositionRow) -> tuple[int, float, int]:
+    buffer = row.figures.buffer_adr if row.figures else None
+    return (0 if row.violation else 1, math.inf if buffer is None else buffer, row.position.id or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    alert_id: str
+    created_at: datetime | None
+    kind: str
+    severity: str
+    source: str | None
+    symbol: str | None
+    title: str
+    channel: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    sent_at: datetime | None
+    last_error: str | None
+
+
+def deliveries(
+    session: Session, settings: Settings, *, statuses: Sequence[str] = (), limit: int = 100
+) -> list[DeliveryRow]:
+    """The outbox, newest alert first, each delivery with its status and last error (secrets redacted)."""
+    stmt = (
+        select(Delivery, AlertRecord)
+        .join(AlertRecord, col(AlertRecord.id) == col(Delivery.alert_id))
+        .order_by(col(AlertRecord.created_at).desc(), col(Delivery.id).desc())
+        .limit(limit)
+    )
+    if statuses:
+        stmt = stmt.where(col(Delivery.status).in_(list(statuses)))
+    secrets = settings.secrets()
+    return [
+        DeliveryRow(
+            a.id, as_utc(a.created_at), a.kind, Severity(a.severity).label, a.source, a.symbol, a.title, d.channel,
+            d.status, d.attempts, as_utc(d.next_attempt_at) if d.status == "pending" else None,
+            as_utc(d.last_attempt_at), as_utc(d.sent_at), redact(d.last_error, secrets) if d.last_error else None,
+        )  # fmt: skip
+        for d, a in session.exec(stmt)
+    ]
+
+
+def disabled_channels(session: Session, settings: Settings) -> list[tuple[str, str]]:
+    """(channel, why) of every channel its endpoint disabled (a 410, a blocked bot)."""
+    secrets = settings.secrets()
+    return [
+        (s.name, redact(s.disabled_reason or "", secrets))
+        for s in session.exec(select(ChannelState).order_by(col(ChannelState.name)))
+        if s.disabled_at is not None
+    ]
+
+
+# -- changes ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFilter:
+    source: str | None = None
+    symbol: str | None = None  # stored (ccxt) form
+    kind: str | None = None
+    field: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def changes_page(
+    session: Session, f: ChangeFilter, *, after: tuple[datetime, int] | None, limit: int
+) -> tuple[list[StoredChange], tuple[datetime, int] | None]:
+    """One page of the feed, newest first, and the cursor of the next page (None on the last one)."""
+    found = list_changes(
+        session.connection(), source=f.source, symbol=f.symbol, kind=f.kind, field=f.field, since=f.since,
+        until=f.until, after=after, limit=limit + 1, newest_first=True,
+    )  # fmt: skip
+    more = len(found) > limit
+    page = found[:limit]
+    return page, (page[-1].cursor if more and page else None)
+
+
+# -- symbol -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRow:
+    """One tier of a side-by-side diff: the old and the new tier (None where it does not exist) and the
+    fields whose cells differ."""
+
+    tier: int
+    old: Tier | None
+    new: Tier | None
+    changed: frozenset[str]
+
+    @property
+    def state(self) -> str:
+        if self.old is None:
+            return "added"
+        if self.new is None:
+            return "removed"
+        return "changed" if self.changed else "same"
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    old: VersionInfo
+    new: VersionInfo
+    rows: list[DiffRow]
+    changes: int  # how many change records `snapshots.diff` gives for this pair
+
+
+def diff_rows(old: TierTable, new: TierTable) -> tuple[list[DiffRow], int]:
+    """The tiers of both tables side by side, marked from the diff engine's own records (the same records
+    a poll stores), so that the page marks exactly what the change feed reports."""
+    records = diff_tables(old, new)
+    changed: dict[int, set[str]] = {}
+    for c in records:
+        if c.kind == "tier_changed" and c.tier is not None and c.field:
+            changed.setdefault(c.tier, set()).add(c.field)
+    before = {t.tier: t for t in old.tiers}
+    after = {t.tier: t for t in new.tiers}
+    rows = [
+        DiffRow(n, before.get(n), after.get(n), frozenset(changed.get(n, ())))
+        for n in sorted(before.keys() | after.keys())
+    ]
+    return rows, len(records)
+
+
+@dataclass
+class SymbolView:
+    source: str
+    symbol: str
+    at: datetime
+    at_given: bool
+    table: TierTable | None
+    info: VersionInfo | None
+    not_in_force: str | None  # why no table is shown at `at`
+    versions: list[VersionInfo]
+    diff: Diff | None
+    chart: Figure | None
+    positions: list[PositionRow] = field(default_factory=list)
+    unit: str = ""
+
+
+def symbol_view(
+    session: Session,
+    settings: Settings,
+    source: str,
+    symbol: str,
+    *,
+    at: datetime,
+    at_given: bool,
+    pair: tuple[int, int] | None,
+    now: datetime,
+) -> SymbolView:
+    """The symbol page: its table at `at`, its versions, the diff of `pair` (default: the version in force
+    at `at` and the one before it), and the chart of that pair with the open positions on the symbol."""
+    conn = session.connection()
+    table: TierTable | None = None
+    info: VersionInfo | None = None
+    why = None
+    try:
+        table, info = table_at(conn, source, symbol, at)
+    except NotFound as exc:
+        why = str(exc)
+    history = versions(conn, source, symbol)
+    ids = [v.id for v in history]
+    if pair is None:
+        newer = info.id if info else ids[-1]
+        i = ids.index(newer)
+        pair = (ids[i - 1], newer) if i else None
+    diff, chart_tables = None, None
+    positions = open_positions(session, settings, now, source=source, symbol=symbol)
+    if pair is not None:
+        for vid in pair:
+            if vid not in ids:
+                raise NotFound(f"{symbol} on {source} has no version {vid}; its versions are listed on its page")
+        loaded = load_tables(conn, list(pair))
+        old_t, new_t = loaded[pair[0]], loaded[pair[1]]
+        rows, count = diff_rows(old_t, new_t)
+        by_id = {v.id: v for v in history}
+        diff = Diff(by_id[pair[0]], by_id[pair[1]], rows, count)
+        chart_tables = (old_t, new_t, f"v{pair[0]}", f"v{pair[1]}")
+    elif table is not None:
+        chart_tables = (None, table, "", f"v{info.id if info else ''}")
+    chart = None
+    unit = unit_name(table) if table else ""
+    if chart_tables is not None:
+        old_t2, new_t2, old_label, new_label = chart_tables
+        unit = unit or unit_name(new_t2)
+        marks = [
+            PositionMark(r.position.id or 0, r.position.side, r.figures.notional) for r in positions if r.figures
+        ]
+        chart = tier_chart(new_t2, old_t2, marks, unit=unit, new_label=new_label, old_label=old_label)
+    return SymbolView(source, symbol, at, at_given, table, info, why, history, diff, chart, positions, unit)
+
+
+# -- position ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PositionView:
+    position: Position
+    assessment: Assessment | None
+    impacts: list[dict[str, Any]]
+    chart: Figure | None
+    threshold_adr: float
+
+
+def position_view(session: Session, settings: Settings, position_id: int, now: datetime) -> PositionView:
+    """A position, its current figures (closed: none), its impact records oldest first and their chart."""
+    position = session.get(Position, position_id)
+    if position is None:
+        raise NotFound(f"no position with id {position_id}")
+    found = assess_now(session, priced_with(session, position), settings, now) if position.closed_at is None else {}
+    assessment = found.get(position_id)
+    stmt = (
+        select(Impact)
+        .where(Impact.position_id == position_id)
+        .order_by(col(Impact.detected_at), col(Impact.id))
+    )
+    impacts = [_impact(r) for r in session.exec(stmt)]
+    points = _history(position, impacts, assessment, now)
+    chart = history_chart(points) if impacts else None
+    return PositionView(position, assessment, impacts, chart, settings.violation_threshold_adr)
+
+
+def _impact(r: Impact) -> dict[str, Any]:
+    return {
+        **{k: getattr(r, k) for k in r.model_fields},
+        "detected_at": as_utc(r.detected_at),
+        "changes": json.loads(r.changes),
+        "reasons": json.loads(r.reasons) if r.reasons else {},
+    }
+
+
+def _history(
+    position: Position, impacts: Sequence[Mapping[str, Any]], now_figures: Assessment | None, now: datetime
+) -> list[HistoryPoint]:
+    """Liquidation price and buffer from before the first tier change, after each one, and now."""
+    if not impacts:
+        return []
+    first = impacts[0]
+    opened = as_utc(position.opened_at) or first["detected_at"]
+    start = min(opened, first["detected_at"])
+    points = [HistoryPoint(start, first["old_liquidation_price"], first["old_buffer_adr"], "before the first change")]
+    for r in impacts:
+        label = f"tier {r['old_tier']} → {r['new_tier']}" if r["crosses_tier"] else "table changed"
+        points.append(HistoryPoint(r["detected_at"], r["new_liquidation_price"], r["new_buffer_adr"], label))
+    f = now_figures.figures if now_figures else None
+    if f is not None:
+        points.append(HistoryPoint(now, f.liquidation_price, f.buffer_adr, "now"))
+    return points
+
+
+# -- what-if ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIfInput:
+    """The `liq` calculator's inputs, as the what-if form sends them (parsed; not yet checked)."""
+
+    side: str
+    entry: float
+    margin: float
+    qty: float | None = None
+    notional: float | None = None
+    contracts: float | None = None
+    contract_size: float | None = None
+    mark: float | None = None
+    adr: float | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIf:
+    figures: RiskFigures
+    table_valid_from: datetime
+    notional: float
+    leverage: float
+    warnings: list[str]
+    threshold_adr: float
+
+
+def what_if(session: Session, settings: Settings, source: str, symbol: str, w: WhatIfInput, now: datetime) -> WhatIf:
+    """`tierdrift liq` for the page: an isolated position's figures under the table in force at `w.at`
+    (default now). Raises `PositionError`/`NotFound` with one line for an input it cannot price."""
+    for name, value in (("mark price", w.mark), ("ADR", w.adr), ("margin", w.margin)):
+        if value is not None:
+            check_amount(name, value)
+    item = PositionInput(
+        source, symbol, w.side, w.entry, w.qty, w.notional, w.contracts, w.contract_size, "isolated", w.margin
+    )
+    size, _, cs = size_of(item, symbol)
+    table, info = table_at(session.connection(), source, symbol, w.at or now)
+    spec = PositionSpec(
+        side=w.side,  # type: ignore[arg-type]  # PositionSpec checks it and raises PositionError
+        entry_price=w.entry,
+        size=size,
+        margin=w.margin,
+        inverse=is_inverse(source),
+        contract_size=cs,
+    )
+    figures = liquidation(spec, table, mark=w.mark, adr=w.adr, threshold_adr=settings.violation_threshold_adr)
+    notional = size * cs / w.entry if spec.inverse else size * w.entry
+    tier = table.tier_for(notional)
+    warnings = []
+    if spec.margin < notional / tier.max_leverage:
+        warnings.append(
+            f"leverage {notional / spec.margin:.1f}× exceeds tier {tier.tier}'s maximum of {tier.max_leverage:g}×: "
+            "the exchange would not accept this position"
+        )
+    return WhatIf(figures, info.valid_from, notional, notional / spec.margin, warnings, settings.violation_threshold_adr)
