@@ -6,15 +6,207 @@ Errors are `{"error": "<one line>"}`: 400 for a bad parameter (FastAPI's own val
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import binascii
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from monitor.service import shapes
 from snapshots.errors import NotFound, TierdriftError
+from snapshots.history import check_source, list_changes, recent_polls, resolve_symbol, source_status, table_at
+from snapshots.history import versions as symbol_versions
+from snapshots.model import CHANGE_KINDS, SOURCES, TIER_FIELDS
+from snapshots.timefmt import parse_ts, utcnow
 
 router = APIRouter(prefix="/api/v1")
+
+#: The largest integer SQLite and PostgreSQL store: the bound of ids and limits (as the CLI's).
+MAX_INT = 2**63 - 1
+#: A page of `changes` holds this many records unless `limit` says otherwise, and never more than MAX_PAGE.
+PAGE = 100
+MAX_PAGE = 1000
+
+
+class BadParameter(TierdriftError):
+    """A query parameter the API cannot use (400); the message names it."""
+
+
+Source = Annotated[str, Query(description=f"One of: {', '.join(SOURCES)}.")]
+Symbol = Annotated[str, Query(description="ccxt form (BTC/USDT:USDT) or the exchange's id (BTCUSDT).")]
+When = Annotated[str | None, Query(description="ISO 8601 time, UTC when it has no offset (2024-01-31T12:00Z).")]
+Kind = Literal[CHANGE_KINDS]  # type: ignore[valid-type]
+Field = Literal[TIER_FIELDS]  # type: ignore[valid-type]
+
+
+@contextmanager
+def reading(request: Request) -> Iterator[Any]:
+    """A connection of the app's engine, for one request's queries."""
+    with request.app.state.engine.connect() as conn:
+        yield conn
+
+
+def _ts(name: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_ts(text)
+    except TierdriftError as exc:
+        raise BadParameter(f"{name}: {exc}") from None
+
+
+def encode_cursor(cursor: tuple[datetime, int] | None) -> str | None:
+    """The opaque `next_cursor` of a page: URL-safe base64 of `<ISO time>|<id>` of its last record."""
+    if cursor is None:
+        return None
+    at, ident = cursor
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{ident}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[datetime, int]:
+    """The (detected_at, id) a `cursor` stands for, or `BadParameter` for one this API did not give out."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        at, ident = raw.split("|")
+        when, number = datetime.fromisoformat(at), int(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadParameter("cursor: not a cursor this API gave out (pass next_cursor back unchanged)") from None
+    if not 0 < number <= MAX_INT:
+        raise BadParameter("cursor: not a cursor this API gave out (pass next_cursor back unchanged)")
+    return when, number
+
+
+@router.get("/tiers", summary="The tier table of a symbol in force at a time (as `tiers --json`)")
+def tiers(request: Request, source: Source, symbol: Symbol, at: When = None) -> list[dict[str, Any]]:
+    when = _ts("at", at) or utcnow()
+    with reading(request) as conn:
+        table, _ = table_at(conn, source, resolve_symbol(conn, source, symbol), when)
+    return shapes.tiers_json(table)
+
+
+@router.get("/changes", summary="Detected tier changes, oldest first, a page at a time (items as `changes --json`)")
+def changes(
+    request: Request,
+    source: Annotated[str | None, Query(description="Only this source.")] = None,
+    symbol: Annotated[str | None, Query(description="Only this symbol (needs source).")] = None,
+    kind: Annotated[Kind | None, Query(description="Only this kind of change.")] = None,
+    field: Annotated[Field | None, Query(description="Only changes of this tier field.")] = None,
+    since: When = None,
+    until: When = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Records per page.")] = PAGE,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> dict[str, Any]:
+    if symbol and not source:
+        raise BadParameter("symbol: needs source")
+    after = decode_cursor(cursor) if cursor is not None else None
+    start, end = _ts("since", since), _ts("until", until)
+    with reading(request) as conn:
+        if source:
+            check_source(source)
+        sym = resolve_symbol(conn, source, symbol) if source and symbol else None
+        rows = list_changes(
+            conn, source=source, symbol=sym, kind=kind, field=field, since=start, until=end, after=after,
+            limit=limit + 1,
+        )  # fmt: skip
+    more = len(rows) > limit
+    page = rows[:limit]
+    return {
+        "items": [shapes.change_json(r) for r in page],
+        "next_cursor": encode_cursor(page[-1].cursor) if more else None,
+    }
+
+
+@router.get("/history", summary="The versions of a symbol's table and when each was in force (as `history --json`)")
+def history(request: Request, source: Source, symbol: Symbol) -> list[dict[str, Any]]:
+    with reading(request) as conn:
+        rows = symbol_versions(conn, source, resolve_symbol(conn, source, symbol))
+    return [shapes.version_json(v) for v in rows]
+
+
+@router.get("/sources", summary="Each source's last poll, success, change and error (as `sources --json`)")
+def sources(request: Request) -> list[dict[str, Any]]:
+    with reading(request) as conn:
+        return [shapes.status_json(source_status(conn, s)) for s in SOURCES]
+
+
+@router.get("/polls", summary="Recent polls and imports, newest first (as `polls --json`)")
+def polls(
+    request: Request,
+    source: Annotated[str | None, Query(description="Only this source.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_INT)] = 20,
+) -> list[dict[str, Any]]:
+    with reading(request) as conn:
+        if source:
+            check_source(source)
+        return [shapes.poll_info_json(p) for p in recent_polls(conn, source, limit)]
+
+
+@router.get("/positions", summary="Logged positions with their current figures (as `positions list --json`)")
+def positions(
+    request: Request, all: Annotated[bool, Query(description="Include closed positions.")] = False
+) -> list[dict[str, Any]]:
+    from sqlmodel import Session
+
+    with Session(request.app.state.engine) as session:
+        return shapes.positions(session, request.app.state.settings, utcnow(), include_closed=all)
+
+
+@router.get("/positions/{position_id}", summary="One position, its figures and impacts (as `positions show --json`)")
+def position(request: Request, position_id: Annotated[int, Path(ge=1, le=MAX_INT)]) -> dict[str, Any]:
+    from sqlmodel import Session
+
+    with Session(request.app.state.engine) as session:
+        return shapes.position(session, request.app.state.settings, position_id, utcnow())
+
+
+@router.get("/impacts", summary="What tier changes did to positions, oldest first (as `impacts --json`)")
+def impacts(request: Request, since: When = None) -> list[dict[str, Any]]:
+    from sqlmodel import Session
+
+    start = _ts("since", since)
+    with Session(request.app.state.engine) as session:
+        return shapes.impacts(session, since=start)
+
+
+@router.get("/alerts", summary="Alert deliveries, newest first, secrets redacted (as `alerts list --json`)")
+def alerts(
+    request: Request,
+    status: Annotated[Literal["pending", "sent", "failed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_INT)] = 100,
+) -> list[dict[str, Any]]:
+    from sqlmodel import Session
+
+    with Session(request.app.state.engine) as session:
+        return shapes.alerts(session, status=status, limit=limit)
+
+
+@router.get("/liq", summary="What-if liquidation figures of an isolated position (as `liq --json`)")
+def liq(
+    request: Request,
+    source: Source,
+    symbol: Symbol,
+    side: Annotated[Literal["long", "short"], Query()],
+    entry: Annotated[float, Query(description="Entry price.")],
+    margin: Annotated[float, Query(description="Isolated margin (quote; coin for inverse).")],
+    qty: Annotated[float | None, Query(description="Size in base units.")] = None,
+    notional: Annotated[float | None, Query(description="Size as quote notional.")] = None,
+    contracts: Annotated[float | None, Query(description="Size in contracts (inverse only).")] = None,
+    contract_size: Annotated[float | None, Query(description="Face value of one inverse contract in USD.")] = None,
+    mark: Annotated[float | None, Query(description="Mark price for distance and buffer.")] = None,
+    adr: Annotated[float | None, Query(description="Average daily range.")] = None,
+    at: When = None,
+) -> dict[str, Any]:
+    from monitor.risk.positions import PositionInput
+
+    when = _ts("at", at) or utcnow()
+    item = PositionInput(source, symbol, side, entry, qty, notional, contracts, contract_size, "isolated", margin)
+    with reading(request) as conn:
+        return shapes.liq(conn, request.app.state.settings, item, when, mark=mark, adr=adr)
 
 
 def install(app: FastAPI) -> None:

@@ -23,7 +23,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from monitor.config.settings import Settings
@@ -84,7 +84,8 @@ def build_history(url: str, folder: Path) -> None:
         half = len(items) // 2
         import_files(engine, "binance-usdm", items[:half])
         opened = items[half].at - timedelta(hours=1)
-        changed = _later_changed_symbol(engine, opened)
+        # A symbol whose table the later versions change, so that its position gets impact records.
+        changed = "COOKIE/USDT:USDT" if BINANCE_HISTORY.is_dir() else "BTC/USDT:USDT"
         now = utcnow()
         with Session(engine) as session:
             conn = session.connection()
@@ -121,19 +122,6 @@ def build_history(url: str, folder: Path) -> None:
             session.commit()
     finally:
         engine.dispose()
-
-
-def _later_changed_symbol(engine: Engine, after: Any) -> str:
-    """A symbol whose table the later versions change (so its position gets impact records)."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT symbol, COUNT(*) AS n FROM change_record WHERE kind = 'tier_changed' AND detected_at > :t"
-                " AND symbol LIKE '%/USDT:USDT' GROUP BY symbol ORDER BY n DESC, symbol LIMIT 1"
-            ),
-            {"t": after},
-        ).first()
-    return str(row[0]) if row else "BTC/USDT:USDT"
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
