@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -78,13 +78,9 @@ def sources(session: Session, settings: Settings, next_poll: Mapping[str, Any]) 
             continue
         h = health.get(name)
         reason = redact(h.reason, secrets) if h and h.reason else None
-        error = redact(status.last_error, secrets) if status.last_error else None
         out.append(
             SourceRow(
-                SourceStatus(
-                    status.source, status.symbols, status.last_poll_at, status.last_outcome, status.last_success_at,
-                    status.last_change_at, status.last_error_at, error,
-                ),  # fmt: skip
+                replace(status, last_error=redact(status.last_error, secrets) if status.last_error else None),
                 h.state if h else "ok",
                 as_utc(h.since) if h else None,
                 reason,
@@ -168,14 +164,26 @@ def deliveries(
     if statuses:
         stmt = stmt.where(col(Delivery.status).in_(list(statuses)))
     secrets = settings.secrets()
-    return [
-        DeliveryRow(
-            a.id, as_utc(a.created_at), a.kind, Severity(a.severity).label, a.source, a.symbol, a.title, d.channel,
-            d.status, d.attempts, as_utc(d.next_attempt_at) if d.status == "pending" else None,
-            as_utc(d.last_attempt_at), as_utc(d.sent_at), redact(d.last_error, secrets) if d.last_error else None,
-        )  # fmt: skip
-        for d, a in session.exec(stmt)
-    ]
+    return [_delivery_row(d, a, secrets) for d, a in session.exec(stmt)]
+
+
+def _delivery_row(d: Delivery, a: AlertRecord, secrets: Sequence[str]) -> DeliveryRow:
+    return DeliveryRow(
+        alert_id=a.id,
+        created_at=as_utc(a.created_at),
+        kind=a.kind,
+        severity=Severity(a.severity).label,
+        source=a.source,
+        symbol=a.symbol,
+        title=a.title,
+        channel=d.channel,
+        status=d.status,
+        attempts=d.attempts,
+        next_attempt_at=as_utc(d.next_attempt_at) if d.status == "pending" else None,
+        last_attempt_at=as_utc(d.last_attempt_at),
+        sent_at=as_utc(d.sent_at),
+        last_error=redact(d.last_error, secrets) if d.last_error else None,
+    )
 
 
 def disabled_channels(session: Session, settings: Settings) -> list[tuple[str, str]]:
@@ -304,29 +312,24 @@ def symbol_view(
         newer = info.id if info else ids[-1]
         i = ids.index(newer)
         pair = (ids[i - 1], newer) if i else None
-    diff, chart_tables = None, None
     positions = open_positions(session, settings, now, source=source, symbol=symbol)
+    diff = None
+    old_t: TierTable | None = None
+    new_t, labels = table, ("", f"v{info.id}" if info else "")
     if pair is not None:
+        by_id = {v.id: v for v in history}
         for vid in pair:
-            if vid not in ids:
+            if vid not in by_id:
                 raise NotFound(f"{symbol} on {source} has no version {vid}; its versions are listed on its page")
         loaded = load_tables(conn, list(pair))
-        old_t, new_t = loaded[pair[0]], loaded[pair[1]]
+        old_t, new_t, labels = loaded[pair[0]], loaded[pair[1]], (f"v{pair[0]}", f"v{pair[1]}")
         rows, count = diff_rows(old_t, new_t)
-        by_id = {v.id: v for v in history}
         diff = Diff(by_id[pair[0]], by_id[pair[1]], rows, count)
-        chart_tables = (old_t, new_t, f"v{pair[0]}", f"v{pair[1]}")
-    elif table is not None:
-        chart_tables = (None, table, "", f"v{info.id if info else ''}")
     chart = None
-    unit = unit_name(table) if table else ""
-    if chart_tables is not None:
-        old_t2, new_t2, old_label, new_label = chart_tables
-        unit = unit or unit_name(new_t2)
-        marks = [
-            PositionMark(r.position.id or 0, r.position.side, r.figures.notional) for r in positions if r.figures
-        ]
-        chart = tier_chart(new_t2, old_t2, marks, unit=unit, new_label=new_label, old_label=old_label)
+    unit = unit_name(new_t) if new_t else ""
+    if new_t is not None:
+        marks = [PositionMark(r.position.id or 0, r.position.side, r.figures.notional) for r in positions if r.figures]
+        chart = tier_chart(new_t, old_t, marks, unit=unit, new_label=labels[1], old_label=labels[0])
     return SymbolView(source, symbol, at, at_given, table, info, why, history, diff, chart, positions, unit)
 
 
@@ -349,11 +352,7 @@ def position_view(session: Session, settings: Settings, position_id: int, now: d
         raise NotFound(f"no position with id {position_id}")
     found = assess_now(session, priced_with(session, position), settings, now) if position.closed_at is None else {}
     assessment = found.get(position_id)
-    stmt = (
-        select(Impact)
-        .where(Impact.position_id == position_id)
-        .order_by(col(Impact.detected_at), col(Impact.id))
-    )
+    stmt = select(Impact).where(Impact.position_id == position_id).order_by(col(Impact.detected_at), col(Impact.id))
     impacts = [_impact(r) for r in session.exec(stmt)]
     points = _history(position, impacts, assessment, now)
     chart = history_chart(points) if impacts else None
@@ -445,4 +444,6 @@ def what_if(session: Session, settings: Settings, source: str, symbol: str, w: W
             f"leverage {notional / spec.margin:.1f}× exceeds tier {tier.tier}'s maximum of {tier.max_leverage:g}×: "
             "the exchange would not accept this position"
         )
-    return WhatIf(figures, info.valid_from, notional, notional / spec.margin, warnings, settings.violation_threshold_adr)
+    return WhatIf(
+        figures, info.valid_from, notional, notional / spec.margin, warnings, settings.violation_threshold_adr
+    )
