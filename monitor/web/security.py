@@ -27,6 +27,9 @@ from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from fastapi import Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
 from snapshots.errors import TierdriftError
 
 if TYPE_CHECKING:
@@ -193,8 +196,6 @@ class SecurityMiddleware:
 
     def refuse(self, scope: Scope) -> ASGIApp | None:
         """The answer to a request that may not go on (None: it may)."""
-        from starlette.responses import JSONResponse, RedirectResponse
-
         path: str = scope["path"]
         if path in PROBES:
             return None  # a container's health check may name any host; these two answer nothing private
@@ -233,9 +234,6 @@ def install(app: FastAPI, settings: Settings) -> None:
 
 
 def _login_routes(app: FastAPI, settings: Settings) -> None:
-    from fastapi import Request
-    from fastapi.responses import RedirectResponse, Response
-
     token = settings.web_token.get_secret_value() if settings.web_token else None
     secure = bool(settings.web_public_url and settings.web_public_url.startswith("https:"))
 
@@ -256,8 +254,6 @@ def _login_routes(app: FastAPI, settings: Settings) -> None:
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
-        from fastapi.responses import JSONResponse
-
         if token is None:
             return RedirectResponse("/", status_code=303)
         form = await request.form()
@@ -281,8 +277,6 @@ def _login_routes(app: FastAPI, settings: Settings) -> None:
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request) -> Response:
-        from fastapi.responses import JSONResponse
-
         if not origin_ok(request.scope, settings.web_public_url):
             return JSONResponse({"error": "logout refused: the form was not sent from this site"}, 403)
         done = RedirectResponse("/login" if token else "/", status_code=303)
@@ -290,5 +284,5 @@ def _login_routes(app: FastAPI, settings: Settings) -> None:
         return done
 
 
-def _https(request: Any) -> bool:
+def _https(request: Request) -> bool:
     return bool(request.url.scheme == "https")
