@@ -22,8 +22,9 @@ from monitor.config.settings import Settings
 from monitor.exchanges.errors import redact
 from monitor.risk.figures import Assessment
 from monitor.risk.impacts import assess_now
-from monitor.risk.liquidation import PositionSpec, RiskFigures, liquidation
-from monitor.risk.positions import PositionInput, check_amount, priced_with, size_of
+from monitor.risk.liquidation import RiskFigures
+from monitor.risk.positions import PositionInput, priced_with
+from monitor.service import shapes
 from monitor.store.models import Impact, Position, SourceHealth
 from monitor.web.charts import Figure, HistoryPoint, PositionMark, history_chart, tier_chart
 from snapshots.diff import diff_tables
@@ -37,7 +38,7 @@ from snapshots.history import (
     table_at,
     versions,
 )
-from snapshots.model import SOURCES, Tier, TierTable, Unit, is_inverse
+from snapshots.model import SOURCES, Tier, TierTable, Unit
 from snapshots.reader import as_utc
 from snapshots.tables import load_tables
 
@@ -406,44 +407,13 @@ class WhatIfInput:
     at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WhatIf:
-    figures: RiskFigures
-    table_valid_from: datetime
-    notional: float
-    leverage: float
-    warnings: list[str]
-    threshold_adr: float
-
-
-def what_if(session: Session, settings: Settings, source: str, symbol: str, w: WhatIfInput, now: datetime) -> WhatIf:
-    """`tierdrift liq` for the page: an isolated position's figures under the table in force at `w.at`
-    (default now). Raises `PositionError`/`NotFound` with one line for an input it cannot price."""
-    for name, value in (("mark price", w.mark), ("ADR", w.adr), ("margin", w.margin)):
-        if value is not None:
-            check_amount(name, value)
+def what_if(
+    session: Session, settings: Settings, source: str, symbol: str, w: WhatIfInput, now: datetime
+) -> dict[str, Any]:
+    """`tierdrift liq --json` for the page, computed by the same function (`monitor.service.shapes.liq`):
+    an isolated position's figures under the table in force at `w.at` (default now). Raises the CLI's
+    one-line errors (`PositionError`, `NotFound`) for an input it cannot price."""
     item = PositionInput(
         source, symbol, w.side, w.entry, w.qty, w.notional, w.contracts, w.contract_size, "isolated", w.margin
     )
-    size, _, cs = size_of(item, symbol)
-    table, info = table_at(session.connection(), source, symbol, w.at or now)
-    spec = PositionSpec(
-        side=w.side,  # type: ignore[arg-type]  # PositionSpec checks it and raises PositionError
-        entry_price=w.entry,
-        size=size,
-        margin=w.margin,
-        inverse=is_inverse(source),
-        contract_size=cs,
-    )
-    figures = liquidation(spec, table, mark=w.mark, adr=w.adr, threshold_adr=settings.violation_threshold_adr)
-    notional = size * cs / w.entry if spec.inverse else size * w.entry
-    tier = table.tier_for(notional)
-    warnings = []
-    if spec.margin < notional / tier.max_leverage:
-        warnings.append(
-            f"leverage {notional / spec.margin:.1f}× exceeds tier {tier.tier}'s maximum of {tier.max_leverage:g}×: "
-            "the exchange would not accept this position"
-        )
-    return WhatIf(
-        figures, info.valid_from, notional, notional / spec.margin, warnings, settings.violation_threshold_adr
-    )
+    return shapes.liq(session.connection(), settings, item, w.at or now, mark=w.mark, adr=w.adr)
