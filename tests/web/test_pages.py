@@ -439,3 +439,26 @@ def test_times_are_shown_to_the_second_in_utc() -> None:
     assert when(at) == "2026-01-31 12:00:05"
     assert ago(at, at + timedelta(minutes=5, seconds=3)) == "5 min ago"
     assert ago(at + timedelta(hours=3), at) == "in 3 h"
+
+
+@pytest.mark.parametrize("few", [0, 20])
+def test_pages_price_positions_as_the_cli_does(web_db_url: str, monkeypatch: pytest.MonkeyPatch, few: int) -> None:
+    """The pages load only the tables their positions need (one by one, or whole snapshots beyond
+    FEW_SYMBOLS); either way the figures are those of `positions list`."""
+    from sqlmodel import Session
+
+    from monitor.risk.impacts import assess_now
+    from monitor.risk.positions import open_positions
+    from monitor.store.database import open_engine
+    from monitor.web import views
+    from tests.web.conftest import web_settings
+
+    monkeypatch.setattr(views, "FEW_SYMBOLS", few)
+    engine = open_engine(web_db_url)
+    now, settings = utcnow(), web_settings(web_db_url)
+    with Session(engine) as session:
+        positions = open_positions(session)
+        ours = views.assess_now(session, positions, settings, now)
+        assert ours == assess_now(session, positions, settings, now)
+    engine.dispose()
+    assert len(ours) == len(positions) >= 3 and any(a.figures for a in ours.values())
