@@ -77,9 +77,27 @@ def create_app(
     from monitor.web import pages  # the pages' module pulls the charts; imported here, after the API
 
     app.include_router(pages.router)
+    _http_errors(app, getattr(pages, "error_page", None))
     security.install(app, settings)
     _health_routes(app)
     return app
+
+
+def _http_errors(app: FastAPI, page: Callable[[Request, int, str], Response] | None) -> None:
+    """The framework's own refusals (unknown path, wrong method) as the API's one JSON line under `/api/`
+    and `/openapi.json`, as the pages' error page elsewhere (a browser's address bar)."""
+    from starlette.exceptions import HTTPException
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if page is None or request.url.path.startswith(("/api/", "/openapi.json")):
+            return api.error(exc.status_code, str(exc.detail), headers)
+        response = page(request, exc.status_code, str(exc.detail))
+        response.headers.update(headers)
+        return response
+
+    app.add_exception_handler(HTTPException, handler)
 
 
 def _health_routes(app: FastAPI) -> None:

@@ -131,3 +131,9 @@ def test_openapi_document_lists_every_endpoint(client: TestClient) -> None:
     paths = set(ok(client, "/openapi.json")["paths"])
     expected = {"tiers", "changes", "history", "sources", "polls", "positions", "impacts", "alerts", "liq"}
     assert {f"/api/v1/{name}" for name in expected} <= paths
+
+
+def test_unknown_paths_and_methods_are_json_errors_too(client: TestClient) -> None:
+    assert error(client, "/api/v1/nothing-here", 404) == "Not Found"
+    r = client.post("/api/v1/sources")
+    assert r.status_code == 405 and r.json() == {"error": "Method Not Allowed"} and r.headers["allow"] == "GET"
