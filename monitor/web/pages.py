@@ -37,6 +37,7 @@ STATIC = Path(__file__).parent / "static"
 #: Our own assets, by name: nothing else under /static/ is served (no path is ever joined from a request).
 ASSETS = {"tierdrift.css": "text/css; charset=utf-8", "charts.js": "text/javascript; charset=utf-8"}
 PAGE_SIZE, MAX_PAGE = 50, 500
+ERROR_LIMIT = 300
 YEAR = 365 * 86400
 
 
@@ -101,6 +102,8 @@ def render(request: Request, name: str, context: Mapping[str, Any], status: int 
 def error_page(request: Request, status: int, message: str) -> Response:
     titles = {400: "Bad request", 404: "Not found", 503: "Database unavailable"}
     line = " ".join(message.split())
+    if len(line) > ERROR_LIMIT:  # an error may quote what was typed, and that can be any length
+        line = line[: ERROR_LIMIT - 1] + "…"
     return render(request, "error.html", {"title": titles.get(status, "Error"), "message": line}, status)
 
 
@@ -173,9 +176,12 @@ def _cursor(request: Request) -> tuple[datetime, int] | None:
         return None
     at, _, rid = value.rpartition("~")
     try:
-        return parse_ts(at), int(rid)
+        cursor = parse_ts(at), int(rid)
     except (TierdriftError, ValueError):
-        raise BadParameter("bad parameter cursor: use the links of the page") from None
+        cursor = None
+    if cursor is None or not 0 <= cursor[1] < 2**63:  # a database integer: larger ones overflow the driver
+        raise BadParameter("bad parameter cursor: use the links of the page")
+    return cursor
 
 
 def _cursor_text(cursor: tuple[datetime, int]) -> str:

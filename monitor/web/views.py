@@ -42,6 +42,7 @@ from snapshots.history import (
 from snapshots.model import SOURCES, Tier, TierTable, Unit
 from snapshots.reader import as_utc
 from snapshots.tables import load_tables
+from snapshots.timefmt import parse_ts
 
 #: How many rows the overview shows of each list (the full lists have their own pages).
 OVERVIEW_ROWS = 15
@@ -65,7 +66,7 @@ class SourceRow:
     health: str  # ok | failing | stale | quarantined
     health_since: datetime | None
     health_reason: str | None
-    next_poll: str | None  # ISO time from the daemon's status, None without a daemon
+    next_poll: datetime | None  # from the daemon's status; None without a daemon (`tierdrift web`)
 
 
 def sources(session: Session, settings: Settings, next_poll: Mapping[str, Any]) -> list[SourceRow]:
@@ -86,10 +87,17 @@ def sources(session: Session, settings: Settings, next_poll: Mapping[str, Any]) 
                 h.state if h else "ok",
                 as_utc(h.since) if h else None,
                 reason,
-                next_poll.get(name),
+                _when(next_poll.get(name)),
             )
         )
     return out
+
+
+def _when(value: Any) -> datetime | None:
+    """A time from the daemon's status (ISO text, as `app.state.status` gives it), or None if it gives none."""
+    if isinstance(value, datetime):
+        return value
+    return parse_ts(value) if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -375,6 +375,8 @@ def test_json_blocks_cannot_end_their_script_element() -> None:
         ("/changes?source=kraken", 400, "bad parameter source"),
         ("/changes?limit=0", 400, "bad parameter limit"),
         ("/changes?cursor=garbage", 400, "bad parameter cursor"),
+        (f"/changes?cursor=2026-01-01T00:00:00Z~{2**64}", 400, "bad parameter cursor"),
+        ("/symbols/binance-usdm/" + "A" * 5000, 404, "unknown symbol 'AAAA"),
         ("/changes?since=2024-13-45", 400, "bad parameter since"),
         ("/changes?symbol=NOSUCHCOIN", 404, "unknown symbol 'NOSUCHCOIN'"),
         ("/alerts?status=lost", 400, "bad parameter status"),
@@ -385,7 +387,7 @@ def test_bad_requests_get_a_page_of_one_line(client: TestClient, path: str, stat
     r = client.get(path)
     assert r.status_code == status, r.text[:300]
     assert r.headers["content-type"].startswith("text/html")
-    assert line in _notice(r.text)
+    assert line in _notice(r.text) and len(_notice(r.text)) <= 300
 
 
 def test_symbol_lookup_redirects_to_the_symbol_page(client: TestClient) -> None:
@@ -462,3 +464,21 @@ def test_pages_price_positions_as_the_cli_does(web_db_url: str, monkeypatch: pyt
         assert ours == assess_now(session, positions, settings, now)
     engine.dispose()
     assert len(ours) == len(positions) >= 3 and any(a.figures for a in ours.values())
+
+
+def test_overview_shows_the_daemons_next_poll(web_db_url: str) -> None:
+    from tests.web.conftest import BASE_URL, create_app_on
+
+    app = create_app_on(web_db_url)
+    soon = utcnow() + timedelta(minutes=4, seconds=30)
+    app.state.status = lambda: {
+        "ready": True,
+        "reason": "writer",
+        "next_poll": {SOURCE: iso(soon), "bybit-linear": None},
+    }
+    with TestClient(app, base_url=BASE_URL) as client:
+        page = client.get("/").text
+    app.state.engine.dispose()
+    row = next(r for r in body_rows(page, "sources-table") if r.cells[0].text == SOURCE)
+    assert row.cells[6].text == f"{soon.strftime('%Y-%m-%d %H:%M:%S')}in 4 min"  # a line break between
+    assert "no daemon runs here" not in page
