@@ -180,3 +180,29 @@ def test_overview_fits_a_phone(browser: Any, live_server: str, tmp_path: Path) -
         phone.clean()
     finally:
         phone.context.close()
+
+
+def test_position_history_chart_is_drawn(watched: Watched, web_db_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(web_db_url)
+    with engine.connect() as conn:
+        position_id = conn.execute(text("SELECT position_id FROM impact ORDER BY id LIMIT 1")).scalar_one()
+    engine.dispose()
+    page = watched.open(f"/positions/{position_id}")
+    _chart_drawn(page, "history-chart")
+    assert page.locator("#impacts-table tbody tr").count() >= 1
+    watched.shot("position-history")
+    watched.clean()
+
+
+def test_the_watch_catches_a_csp_violation(watched: Watched) -> None:
+    """The other tests' "no console error" means something: an inline script is refused, and seen."""
+    page = watched.open("/")
+    page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.ran = 1';"
+        " document.body.appendChild(s); }"
+    )
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.ran") is None
+    assert any("Content Security Policy" in e for e in watched.errors), watched.errors
