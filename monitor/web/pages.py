@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from monitor.web import views
@@ -109,7 +110,7 @@ def error_page(request: Request, status: int, message: str) -> Response:
 
 def _answer(request: Request, build: Callable[[Session], Response]) -> Response:
     """`build` on a session of its own, with every deliberate error turned into its page."""
-    from monitor.store.storage import DatabaseError
+    from monitor.store.storage import DatabaseError, describe
 
     try:
         with Session(request.app.state.engine) as session:
@@ -120,6 +121,11 @@ def _answer(request: Request, build: Callable[[Session], Response]) -> Response:
         return error_page(request, 503, str(exc))
     except TierdriftError as exc:
         return error_page(request, 400, str(exc))
+    except SQLAlchemyError as exc:  # the database failed under the page: a disk, a lock, a server gone
+        why = describe(exc, request.app.state.settings.database_url)
+        if why is None:
+            raise
+        return error_page(request, 503, why)
 
 
 # -- query parameters -------------------------------------------------------------------------------

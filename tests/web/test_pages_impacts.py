@@ -123,3 +123,15 @@ def test_secrets_never_reach_a_page(impacts_client: TestClient) -> None:
         page = impacts_client.get(path).text
         assert SECRET not in page and "T0KEN-in-the-path" not in page, path
     assert "bad signature ***" in impacts_client.get("/alerts").text
+
+
+def test_a_database_failing_under_a_page_is_a_503_page(tmp_path: Path) -> None:
+    db = tmp_path / "gone.db"
+    open_engine(f"sqlite:///{db}").dispose()
+    app = create_app(web_settings(f"sqlite:///{db}"))
+    db.write_bytes(b"this is no longer a database" * 200)  # the same file, overwritten while the app runs
+    with TestClient(app, base_url=BASE_URL) as client:
+        r = client.get("/changes")
+    app.state.engine.dispose()
+    assert r.status_code == 503
+    assert f"database {db} is corrupt" in r.text and "Traceback" not in r.text
