@@ -24,6 +24,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
+from monitor.store.storage import DatabaseError, describe
 from monitor.web import views
 from monitor.web.charts import data_block
 from snapshots.errors import NotFound, TierdriftError
@@ -92,8 +93,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
 
 
 def render(request: Request, name: str, context: Mapping[str, Any], status: int = 200) -> Response:
+    """Template `name` with `context`, the number and time filters, and the helpers every page uses."""
     templates = request.app.state.templates
-    templates.env.filters.update(FILTERS)
+    templates.env.filters.update(FILTERS)  # the app owns the environment; adding the same filters is idempotent
     now = context.get("now") or utcnow()
     base = {"symbol_url": symbol_url, "ago": lambda dt: ago(dt, now), "now": now, "data_block": data_block}
     response: Response = templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
@@ -110,8 +112,6 @@ def error_page(request: Request, status: int, message: str) -> Response:
 
 def _answer(request: Request, build: Callable[[Session], Response]) -> Response:
     """`build` on a session of its own, with every deliberate error turned into its page."""
-    from monitor.store.storage import DatabaseError, describe
-
     try:
         with Session(request.app.state.engine) as session:
             return build(session)
@@ -132,8 +132,9 @@ def _answer(request: Request, build: Callable[[Session], Response]) -> Response:
 
 
 def _text(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name)
-    return value.strip() or None if value is not None else None
+    """The parameter as given, trimmed; None when absent or blank (an empty form field means "any")."""
+    value = (request.query_params.get(name) or "").strip()
+    return value or None
 
 
 def _time(request: Request, name: str) -> datetime | None:
@@ -163,9 +164,14 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     value = _text(request, name)
     if value is None:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not _whole(value) or not low <= int(value) <= high:
         raise BadParameter(f"bad parameter {name}: give a whole number from {low} to {high}")
     return int(value)
+
+
+def _whole(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also takes "²", which `int` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
@@ -313,7 +319,7 @@ def position_page(request: Request, position_id: str) -> Response:
     """A position: inputs, current figures, the history of its impacts with a chart, and the what-if form."""
 
     def build(session: Session) -> Response:
-        if not position_id.isdigit() or not 0 < int(position_id) < 2**63:
+        if not _whole(position_id) or not 0 < int(position_id) < 2**63:
             raise BadParameter(f"bad position id {position_id[:40]!r}: give a whole number, e.g. /positions/1")
         settings, now = request.app.state.settings, utcnow()
         view = views.position_view(session, settings, int(position_id), now)

@@ -114,8 +114,9 @@ class PositionRow:
         return bool(self.figures and self.figures.violation)
 
 
-def open_positions(session: Session, settings: Settings, now: datetime, *, source: str | None = None,
-                   symbol: str | None = None) -> list[PositionRow]:  # fmt: skip
+def open_positions(
+    session: Session, settings: Settings, now: datetime, *, source: str | None = None, symbol: str | None = None
+) -> list[PositionRow]:
     """Open positions with their current figures, violations first, then the smallest buffer first."""
     stmt = select(Position).where(col(Position.closed_at).is_(None)).order_by(col(Position.id))
     if source:

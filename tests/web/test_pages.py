@@ -368,6 +368,8 @@ def test_json_blocks_cannot_end_their_script_element() -> None:
         (f"/symbols/binance-usdm/BTCUSDT?a=1&b={2**40}", 404, "has no version"),
         ("/positions/abc", 400, "bad position id 'abc'"),
         ("/positions/-1", 400, "bad position id"),
+        ("/positions/²", 400, "bad position id"),
+        ("/changes?limit=²", 400, "bad parameter limit"),
         ("/symbols/binance-usdm/BTCUSDT?at=yesterday", 400, "bad parameter at: invalid timestamp"),
         ("/symbols/binance-usdm/BTCUSDT?a=1", 400, "give both versions"),
         ("/symbols/binance-usdm/BTCUSDT?a=x&b=2", 400, "bad parameter a"),

@@ -135,3 +135,20 @@ def test_a_database_failing_under_a_page_is_a_503_page(tmp_path: Path) -> None:
     app.state.engine.dispose()
     assert r.status_code == 503
     assert f"database {db} is corrupt" in r.text and "Traceback" not in r.text
+
+
+def test_a_closed_position_keeps_its_history_and_shows_no_current_figures(
+    impacts_client: TestClient, impacts_db: str
+) -> None:
+    from monitor.risk.positions import close
+
+    engine = open_engine(impacts_db)
+    with Session(engine) as session:
+        close(session, 1, utcnow())
+        session.commit()
+    engine.dispose()
+    page = impacts_client.get("/positions/1").text
+    assert "Closed at" in page and "not assessed" in page
+    assert len(body_rows(page, "impacts-table")) == 2
+    overview = impacts_client.get("/").text
+    assert body_rows(overview, "positions-table")[0].texts[0].startswith("no open positions")
