@@ -451,4 +451,11 @@ def what_if(
     item = PositionInput(
         source, symbol, w.side, w.entry, w.qty, w.notional, w.contracts, w.contract_size, "isolated", w.margin
     )
-    return shapes.liq(session.connection(), settings, item, w.at or now, mark=w.mark, adr=w.adr)
+    data = shapes.liq(session.connection(), settings, item, w.at or now, mark=w.mark, adr=w.adr)
+    # The calculator's reasons name its options; on the page they are the form's fields.
+    fields = {"(--mark)": "(fill in the mark price)", "(--adr)": "(fill in the ADR)"}
+    for key, why in data["reasons"].items():
+        for option, field_name in fields.items():
+            why = why.replace(option, field_name)
+        data["reasons"][key] = why
+    return data

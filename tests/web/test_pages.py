@@ -484,3 +484,9 @@ def test_overview_shows_the_daemons_next_poll(web_db_url: str) -> None:
     row = next(r for r in body_rows(page, "sources-table") if r.cells[0].text == SOURCE)
     assert row.cells[6].text == f"{soon.strftime('%Y-%m-%d %H:%M:%S')}in 4 min"  # a line break between
     assert "no daemon runs here" not in page
+
+
+def test_whatif_without_market_data_says_which_field_to_fill(client: TestClient) -> None:
+    params = {"whatif": "1", "side": "short", "entry": "60000", "margin": "6000", "qty": "1"}
+    result = client.get("/positions/1", params=params).text.split('id="whatif-result"', 1)[1]
+    assert "no mark price given (fill in the mark price)" in result and "--mark" not in result
