@@ -214,6 +214,7 @@ def overview(request: Request) -> Response:
         context = {
             "now": now,
             "sources": views.sources(session, settings, status.get("next_poll") or {}),
+            "polls": views.polls(session, settings),
             "daemon": status,
             "changes": latest,
             "positions": views.open_positions(session, settings, now),

@@ -30,10 +30,12 @@ from monitor.web.charts import Figure, HistoryPoint, PositionMark, history_chart
 from snapshots.diff import diff_tables
 from snapshots.errors import NotFound
 from snapshots.history import (
+    PollInfo,
     SourceStatus,
     StoredChange,
     VersionInfo,
     list_changes,
+    recent_polls,
     source_status,
     table_at,
     tables_at,
@@ -91,6 +93,15 @@ def sources(session: Session, settings: Settings, next_poll: Mapping[str, Any]) 
             )
         )
     return out
+
+
+def polls(session: Session, settings: Settings, limit: int = OVERVIEW_ROWS) -> list[PollInfo]:
+    """The latest polls of every source, newest first, their errors with every secret redacted."""
+    secrets = settings.secrets()
+    return [
+        replace(p, error=redact(p.error, secrets)) if p.error else p
+        for p in recent_polls(session.connection(), limit=limit)
+    ]
 
 
 def _when(value: Any) -> datetime | None:

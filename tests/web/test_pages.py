@@ -245,12 +245,24 @@ def test_changes_feed_filters_as_list_changes(
 
 
 def test_change_rows_link_to_the_symbol_right_after_the_change(client: TestClient) -> None:
-    page = client.get("/changes?kind=tier_changed&limit=1").text
-    link = re.search(r'<td class="text"><a href="(/symbols/[^"]+)">', page)
-    assert link
-    target = urlsplit(link.group(1).replace("&amp;", "&"))
-    assert "at" in parse_qs(target.query)
-    assert client.get(link.group(1).replace("&amp;", "&")).status_code == 200
+    """Following a row of the feed shows the diff of that very poll, with the row's cell marked."""
+    page = client.get("/changes?kind=tier_changed&limit=5").text
+    links = re.findall(r'<td class="text"><a href="(/symbols/[^"]+)">', page)
+    rows = body_rows(page, "change-feed")
+    assert len(links) == len(rows) == 5
+    for link, row in zip(links, rows, strict=True):
+        target = link.replace("&amp;", "&")
+        assert "at" in parse_qs(urlsplit(target).query)
+        symbol_page = client.get(target)
+        assert symbol_page.status_code == 200
+        tier, field = int(row.cells[4].text), row.cells[5].text.replace(" ", "_")
+        marked = {
+            (int(r.cells[0].text), c.attrs["data-field"])
+            for r in body_rows(symbol_page.text, "diff-new")
+            for c in r.cells
+            if "changed" in c.classes
+        }
+        assert (tier, field) in marked
 
 
 # -- overview and alerts -----------------------------------------------------------------------------
@@ -490,3 +502,16 @@ def test_whatif_without_market_data_says_which_field_to_fill(client: TestClient)
     params = {"whatif": "1", "side": "short", "entry": "60000", "margin": "6000", "qty": "1"}
     result = client.get("/positions/1", params=params).text.split('id="whatif-result"', 1)[1]
     assert "no mark price given (fill in the mark price)" in result and "--mark" not in result
+
+
+def test_overview_lists_the_recent_polls(client: TestClient, web_db_url: str) -> None:
+    from snapshots.history import recent_polls
+
+    engine = create_engine(web_db_url)
+    with engine.connect() as conn:
+        polls = recent_polls(conn, limit=15)
+    engine.dispose()
+    rows = body_rows(client.get("/").text, "polls-table")
+    assert [(r.cells[0].text, r.cells[1].text, r.cells[3].text, r.cells[7].text) for r in rows] == [
+        (p.started_at.strftime("%Y-%m-%d %H:%M:%S"), p.source, p.outcome, str(p.changes)) for p in polls
+    ]
