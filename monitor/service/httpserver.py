@@ -41,9 +41,12 @@ def bind(host: str, port: int, *, what: str, setting: str, error: type[Tierdrift
     except (socket.gaierror, UnicodeError):
         host_setting = setting.replace("_port", "_host")
         raise error(f"{what}: cannot resolve {host_setting} {host!r}") from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, so that asyncio sets TCP_NODELAY on every connection: without it a response
+    # written in two parts waits for the client's delayed ACK, 40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait for TIME_WAIT
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         sock.listen(128)
     except OSError as exc:
@@ -151,7 +154,7 @@ def health_app(metrics: Callable[[], bytes], ready: Readiness) -> Any:
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    def readyz(request: Request) -> Response:
+    def readyz(request: Request) -> Response:  # a PostgreSQL lock asks its server: in the thread pool
         ok, reason = ready()
         return PlainTextResponse(reason + "\n", status_code=200 if ok else 503)
 

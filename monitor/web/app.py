@@ -104,12 +104,13 @@ def _health_routes(app: FastAPI) -> None:
     """`/healthz` (200 while the process runs), `/readyz` (200 only on the replica holding the writer lock,
     503 with the reason otherwise) and `/metrics` (Prometheus), as the health server always answered."""
 
+    # async: it does no I/O, and answers on the event loop without a hop to the thread pool.
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> PlainTextResponse:
+    async def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok\n")
 
     @app.get("/readyz", include_in_schema=False)
-    def readyz(request: Request) -> PlainTextResponse:
+    def readyz(request: Request) -> PlainTextResponse:  # a PostgreSQL lock asks its server: in the pool
         state = request.app.state.status()
         return PlainTextResponse(f"{state['reason']}\n", status_code=200 if state["ready"] else 503)
 
