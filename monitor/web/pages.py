@@ -40,6 +40,8 @@ STATIC = Path(__file__).parent / "static"
 ASSETS = {"tierdrift.css": "text/css; charset=utf-8", "charts.js": "text/javascript; charset=utf-8"}
 PAGE_SIZE, MAX_PAGE = 50, 500
 ERROR_LIMIT = 300
+#: The overview lists the riskiest open positions up to this many (a page of 10,000 rows helps nobody).
+OVERVIEW_POSITIONS = 100
 YEAR = 365 * 86400
 
 
@@ -211,13 +213,15 @@ def overview(request: Request) -> Response:
         settings, now = request.app.state.settings, utcnow()
         status = request.app.state.status()
         latest, _ = views.changes_page(session, views.ChangeFilter(), after=None, limit=views.OVERVIEW_ROWS)
+        positions = views.open_positions(session, settings, now)
         context = {
             "now": now,
             "sources": views.sources(session, settings, status.get("next_poll") or {}),
             "polls": views.polls(session, settings),
             "daemon": status,
             "changes": latest,
-            "positions": views.open_positions(session, settings, now),
+            "positions": positions[:OVERVIEW_POSITIONS],
+            "more_positions": max(len(positions) - OVERVIEW_POSITIONS, 0),
             "outbox": views.deliveries(session, settings, statuses=("pending", "failed"), limit=views.OVERVIEW_ROWS),
             "disabled": views.disabled_channels(session, settings),
             "all_sources": SOURCES,

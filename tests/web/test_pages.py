@@ -515,3 +515,15 @@ def test_overview_lists_the_recent_polls(client: TestClient, web_db_url: str) ->
     assert [(r.cells[0].text, r.cells[1].text, r.cells[3].text, r.cells[7].text) for r in rows] == [
         (p.started_at.strftime("%Y-%m-%d %H:%M:%S"), p.source, p.outcome, str(p.changes)) for p in polls
     ]
+
+
+def test_overview_lists_the_riskiest_positions_first_and_counts_the_rest(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.web import pages
+
+    every = [r.cells[0].text for r in body_rows(client.get("/").text, "positions-table")]
+    monkeypatch.setattr(pages, "OVERVIEW_POSITIONS", 1)
+    page = client.get("/").text
+    assert [r.cells[0].text for r in body_rows(page, "positions-table")] == every[:1]
+    assert f"and {len(every) - 1} more" in page
