@@ -251,6 +251,8 @@ def changes(request: Request) -> Response:
         query = {k: v for k, v in request.query_params.items() if k != "cursor" and v}
         context = {
             "filter": f,
+            "limit": limit,
+            "default_limit": PAGE_SIZE,
             "symbol_text": symbol_text or "",
             "changes": page,
             "next_url": f"/changes?{urlencode({**query, 'cursor': _cursor_text(more)})}" if more else None,
