@@ -152,3 +152,20 @@ def test_a_closed_position_keeps_its_history_and_shows_no_current_figures(
     assert len(body_rows(page, "impacts-table")) == 2
     overview = impacts_client.get("/").text
     assert body_rows(overview, "positions-table")[0].texts[0].startswith("no open positions")
+
+
+def test_overview_shows_a_quarantined_source_and_why(impacts_client: TestClient, impacts_db: str) -> None:
+    from monitor.store.models import SourceHealth
+
+    engine = open_engine(impacts_db)
+    with Session(engine) as session:
+        since = utcnow() - timedelta(minutes=20)
+        reason = f"612 of 700 symbols vanished <b>at once</b>; token {SECRET}"
+        session.add(SourceHealth(source="binance-usdm", state="quarantined", since=since, reason=reason))
+        session.commit()
+    engine.dispose()
+    page = impacts_client.get("/").text
+    row = next(r for r in body_rows(page, "sources-table") if r.cells[0].text == "binance-usdm")
+    assert row.cells[1].text.startswith(f"quarantined since {since:%Y-%m-%d %H:%M:%S}")
+    assert "612 of 700 symbols vanished <b>at once</b>; token ***" in row.cells[1].text  # text, redacted
+    assert "violation" in row.classes and SECRET not in page
