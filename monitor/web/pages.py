@@ -99,7 +99,10 @@ def render(request: Request, name: str, context: Mapping[str, Any], status: int 
     templates = request.app.state.templates
     templates.env.filters.update(FILTERS)  # the app owns the environment; adding the same filters is idempotent
     now = context.get("now") or utcnow()
-    base = {"symbol_url": symbol_url, "ago": lambda dt: ago(dt, now), "now": now, "data_block": data_block}
+    base = {
+        "symbol_url": symbol_url, "ago": lambda dt: ago(dt, now), "now": now, "data_block": data_block,
+        "plotly_url": plotly_url(),
+    }  # fmt: skip
     response: Response = templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
     return response
 
@@ -404,12 +407,21 @@ def alerts_page(request: Request) -> Response:
 # -- assets -----------------------------------------------------------------------------------------
 
 
-@router.get("/static/plotly.min.js")
-def plotly_js(request: Request) -> Response:
+@functools.cache
+def plotly_url() -> str:
+    """Where the pages load plotly.js: the installed version is in the name, so that the year-long cache
+    of a browser never keeps an old one after an upgrade."""
+    return f"/static/plotly-{metadata.version('plotly')}.min.js"
+
+
+@router.get("/static/plotly-{version}.min.js")
+def plotly_js(request: Request, version: str) -> Response:
     """plotly.js as the installed `plotly` package ships it; gzipped when the browser takes it (4.8 MB → 1.4)."""
-    body, zipped, version = _plotly()
-    headers = {"Cache-Control": f"public, max-age={YEAR}, immutable", "Vary": "Accept-Encoding", "ETag": version}
-    if request.headers.get("if-none-match") == version:
+    if request.url.path != plotly_url():
+        return Response("not found\n", status_code=404, media_type="text/plain")
+    body, zipped, etag = _plotly()
+    headers = {"Cache-Control": f"public, max-age={YEAR}, immutable", "Vary": "Accept-Encoding", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     if "gzip" in request.headers.get("accept-encoding", ""):
         return Response(zipped, media_type="text/javascript", headers={**headers, "Content-Encoding": "gzip"})
@@ -420,7 +432,7 @@ def plotly_js(request: Request) -> Response:
 def _plotly() -> tuple[bytes, bytes, str]:
     # Found through the package's files, not imported: importing plotly costs a second and it is not needed.
     body = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
-    return body, gzip.compress(body, 6), f'"plotly-{metadata.version("plotly")}"'
+    return body, gzip.compress(body, 6), f'"{plotly_url()}"'
 
 
 @router.get("/static/{name}")

@@ -453,15 +453,20 @@ def test_no_query_string_makes_a_page_fail(client: TestClient, path: str, params
 
 
 def test_plotly_is_served_from_the_installed_package(client: TestClient) -> None:
+    from importlib.metadata import version
+
+    page = client.get(symbol_url(SOURCE, BTC)).text
+    url = f"/static/plotly-{version('plotly')}.min.js"
+    assert f'<script src="{url}"></script>' in page and "cdn" not in page.lower()
     shipped = (resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
-    plain = client.get("/static/plotly.min.js", headers={"Accept-Encoding": "identity"})
+    plain = client.get(url, headers={"Accept-Encoding": "identity"})
     assert plain.content == shipped
     assert "max-age=31536000" in plain.headers["cache-control"]
-    zipped = client.get("/static/plotly.min.js", headers={"Accept-Encoding": "gzip"})
+    zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
     assert zipped.headers["content-encoding"] == "gzip"
     assert int(zipped.headers["content-length"]) < len(shipped) / 2 and zipped.content == shipped  # httpx unzips
-    again = client.get("/static/plotly.min.js", headers={"If-None-Match": plain.headers["etag"]})
-    assert again.status_code == 304
+    assert client.get(url, headers={"If-None-Match": plain.headers["etag"]}).status_code == 304
+    assert client.get("/static/plotly-1.0.0.min.js").status_code == 404  # an old page's version is not served
 
 
 def test_only_our_own_assets_are_served(client: TestClient) -> None:
