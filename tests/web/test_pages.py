@@ -555,3 +555,13 @@ def test_overview_lists_the_riskiest_positions_first_and_counts_the_rest(
     page = client.get("/").text
     assert [r.cells[0].text for r in body_rows(page, "positions-table")] == every[:1]
     assert f"and {len(every) - 1} more" in page
+
+
+def test_symbol_page_links_to_its_changes(client: TestClient) -> None:
+    page = client.get(symbol_url(SOURCE, HOSTILE_SYMBOL)).text
+    link = re.search(r'<a id="symbol-changes" href="([^"]+)"', page)
+    assert link
+    feed = client.get(unescape(link.group(1)))
+    assert feed.status_code == 200
+    rows = body_rows(feed.text, "change-feed")
+    assert rows and {r.cells[2].text for r in rows} == {HOSTILE_SYMBOL}
