@@ -16,8 +16,11 @@ process, on 127.0.0.1.
    `Daemon.poll` runs it) in this process, alone and while the generator holds the API at 300 requests/s
    (half tiers, half changes), interleaved `--polls` times. Target: loaded median ≤ 1.5 × alone median.
 
-Usage: python bench/bench_web.py [--runs N] [--requests N] [--seconds S] [--clients N] [--db PATH]
-       (--db keeps the built database there and reuses it on the next run)
+Every measurement is repeated `--repeat` times (3) in one process; the report is their median, every run
+is kept in the JSON (`bench/results/web.json`).
+
+Usage: python bench/bench_web.py [--runs N] [--requests N] [--seconds S] [--clients N] [--polls N]
+       [--repeat N] [--db PATH] [--out FILE]   (--db keeps the built database there and reuses it)
 """
 
 from __future__ import annotations
@@ -270,6 +273,41 @@ def poll_runner(db: Path) -> tuple[Callable[[], float], Callable[[], None]]:
     return one, close
 
 
+def poll_phase(base: str, one: Callable[[], float], polls: int, clients: int) -> dict[str, Any]:
+    """Polls alone and under 300 requests/s, interleaved, so that other work on the machine weighs on both."""
+    mixed = base + API["tiers"] + "|" + base + API["changes"]
+    alone, loaded, loads = [], [], []
+    for _ in range(polls):
+        alone.append(one())
+        span = 1.5 + 3 * alone[-1] / 1000  # the load is steady for a second before the poll, and outlasts it
+        holder: dict[str, Any] = {}
+        generator = threading.Thread(
+            target=lambda span=span, holder=holder: holder.update(
+                load("", mixed, requests=int(300 * span), seconds=span, clients=clients, rate=300)
+            )
+        )
+        generator.start()
+        time.sleep(1.0)
+        loaded.append(one())
+        generator.join()
+        loads.append(holder)
+    return {
+        "alone_median_ms": round(statistics.median(alone), 1),
+        "under_300_rps_median_ms": round(statistics.median(loaded), 1),
+        "ratio": round(statistics.median(loaded) / statistics.median(alone), 2),
+        "load_per_second": statistics.median(x["per_second"] for x in loads),
+        "load_p99_ms": statistics.median(x["p99_ms"] for x in loads),
+    }
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-key median of several runs' results (nested dicts of numbers)."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {k: median_of([r[k] for r in runs]) for k in first}
+    return round(statistics.median(runs), 2)  # type: ignore[arg-type,return-value]
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--generate":
         url, requests, seconds, clients, rate = sys.argv[2:7]
@@ -281,48 +319,36 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--polls", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=3, help="Whole measurements; the report is their median.")
     parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "web.json")
     args = parser.parse_args()
     if not HISTORY.is_dir():
         sys.exit(f"needs the recorded Binance versions in {HISTORY} (see ../shared/data/README.md)")
+    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "web.db"
         if not db.exists():
             build(db)
         timed, served, base = serve(db)
-        results: dict[str, Any] = {"pages_median_server_ms": pages(base, timed, args.runs)}
-        results["api"] = {
-            name: load(base, path, requests=args.requests, seconds=args.seconds, clients=args.clients)
-            for name, path in API.items()
-        }
         one, close = poll_runner(db)
         one()  # warm: ccxt's markets, the first page of the SQLite cache
-        mixed = base + API["tiers"] + "|" + base + API["changes"]
-        alone, loaded, loads = [], [], []
-        for _ in range(args.polls):  # interleaved, so that other work on the machine weighs on both alike
-            alone.append(one())
-            span = 1.5 + 3 * alone[-1] / 1000  # the load is steady for a second before the poll, and outlasts it
-            holder: dict[str, Any] = {}
-            generator = threading.Thread(
-                target=lambda span=span, holder=holder: holder.update(
-                    load("", mixed, requests=int(300 * span), seconds=span, clients=args.clients, rate=300)
-                )
-            )
-            generator.start()
-            time.sleep(1.0)
-            loaded.append(one())
-            generator.join()
-            loads.append(holder)
+        for _ in range(args.repeat):
+            timed.times.clear()
+            run: dict[str, Any] = {"pages_median_server_ms": pages(base, timed, args.runs)}
+            run["api"] = {
+                name: load(base, path, requests=args.requests, seconds=args.seconds, clients=args.clients)
+                for name, path in API.items()
+            }
+            run["poll"] = poll_phase(base, one, args.polls, args.clients)
+            runs.append(run)
+            print(json.dumps(run), file=sys.stderr)
         close()
         served.stop()
-    results["poll"] = {
-        "alone_median_ms": round(statistics.median(alone), 1),
-        "under_300_rps_median_ms": round(statistics.median(loaded), 1),
-        "ratio": round(statistics.median(loaded) / statistics.median(alone), 2),
-        "load_per_second_median": statistics.median(x["per_second"] for x in loads),
-        "load_p99_ms_median": statistics.median(x["p99_ms"] for x in loads),
-    }
-    print(json.dumps(results, indent=2))
+    results = {**median_of(runs), "repeat": args.repeat, "clients": args.clients, "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -181,18 +179,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def live_server(web_app: FastAPI) -> Iterator[str]:
-    """`web_app` served by uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL."""
-    import uvicorn
+    """`web_app` served by uvicorn on 127.0.0.1 (a free port) in a thread, as `tierdrift run` serves it;
+    yields its base URL."""
+    from monitor.service.httpserver import Served
+    from monitor.web.security import WebServerError
 
-    config = uvicorn.Config(web_app, host="127.0.0.1", port=free_port(), log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="live-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the live server did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{config.port}"
-    server.should_exit = True
-    thread.join(10)
+    server = Served("127.0.0.1", 0, what="web server", setting="web_port", error=WebServerError).start(web_app)
+    yield server.url
+    server.stop()

@@ -137,3 +137,12 @@ def test_unknown_paths_and_methods_are_json_errors_too(client: TestClient) -> No
     assert error(client, "/api/v1/nothing-here", 404) == "Not Found"
     r = client.post("/api/v1/sources")
     assert r.status_code == 405 and r.json() == {"error": "Method Not Allowed"} and r.headers["allow"] == "GET"
+
+
+def test_the_api_over_a_real_socket(live_server: str) -> None:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(live_server + "/api/v1/sources", timeout=10) as r:
+        assert r.status == 200 and r.headers["X-Frame-Options"] == "DENY"
+        assert json.loads(r.read())[0]["source"] == "binance-usdm"
