@@ -169,3 +169,15 @@ def test_overview_shows_a_quarantined_source_and_why(impacts_client: TestClient,
     assert row.cells[1].text.startswith(f"quarantined since {since:%Y-%m-%d %H:%M:%S}")
     assert "612 of 700 symbols vanished <b>at once</b>; token ***" in row.cells[1].text  # text, redacted
     assert "violation" in row.classes and SECRET not in page
+
+
+def test_an_empty_database_gives_empty_pages_that_say_what_to_do(db_url: str) -> None:
+    open_engine(db_url).dispose()
+    app = create_app(web_settings(db_url))
+    with TestClient(app, base_url=BASE_URL) as client:
+        pages = {path: client.get(path) for path in ("/", "/changes", "/alerts", "/symbols/binance-usdm/BTCUSDT")}
+    app.state.engine.dispose()
+    assert [r.status_code for r in pages.values()] == [200, 200, 200, 404]
+    assert "no polls yet" in pages["/"].text and "no open positions" in pages["/"].text
+    assert "no changes" in pages["/changes"].text and "nothing in the outbox" in pages["/alerts"].text
+    assert "no history for binance-usdm yet" in pages["/symbols/binance-usdm/BTCUSDT"].text
