@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata, resources
@@ -25,13 +24,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from monitor.store.storage import DatabaseError, describe
-from monitor.web import views
+from monitor.web import params, position_views, views
 from monitor.web.charts import data_block
 from snapshots.errors import NotFound, TierdriftError
 from snapshots.history import check_source, resolve_symbol
 from snapshots.model import CHANGE_KINDS, SOURCES, TIER_FIELDS
 from snapshots.numbers import MISSING, adr, leverage, money, num, pct
-from snapshots.timefmt import iso, parse_ts, utcnow
+from snapshots.timefmt import iso, utcnow
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,13 +39,10 @@ STATIC = Path(__file__).parent / "static"
 ASSETS = {"tierdrift.css": "text/css; charset=utf-8", "charts.js": "text/javascript; charset=utf-8"}
 PAGE_SIZE, MAX_PAGE = 50, 500
 ERROR_LIMIT = 300
+MAX_ID = 2**63 - 1  # the largest database integer
 #: The overview lists the riskiest open positions up to this many (a page of 10,000 rows helps nobody).
 OVERVIEW_POSITIONS = 100
 YEAR = 365 * 86400
-
-
-class BadParameter(TierdriftError):
-    """A query parameter that cannot be used; its text is the 400 page's one line."""
 
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -133,78 +129,6 @@ def _answer(request: Request, build: Callable[[Session], Response]) -> Response:
         return error_page(request, 503, why)
 
 
-# -- query parameters -------------------------------------------------------------------------------
-
-
-def _text(request: Request, name: str) -> str | None:
-    """The parameter as given, trimmed; None when absent or blank (an empty form field means "any")."""
-    value = (request.query_params.get(name) or "").strip()
-    return value or None
-
-
-def _time(request: Request, name: str) -> datetime | None:
-    value = _text(request, name)
-    if value is None:
-        return None
-    try:
-        return parse_ts(value)
-    except TierdriftError as exc:
-        raise BadParameter(f"bad parameter {name}: {exc}") from None
-
-
-def _number(request: Request, name: str) -> float | None:
-    value = _text(request, name)
-    if value is None:
-        return None
-    try:
-        number = float(value.replace(",", "").replace("_", ""))
-    except ValueError:
-        raise BadParameter(f"bad parameter {name}: {value[:40]!r} is not a number") from None
-    if not math.isfinite(number):
-        raise BadParameter(f"bad parameter {name}: must be a finite number")
-    return number
-
-
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    value = _text(request, name)
-    if value is None:
-        return default
-    if not _whole(value) or not low <= int(value) <= high:
-        raise BadParameter(f"bad parameter {name}: give a whole number from {low} to {high}")
-    return int(value)
-
-
-def _whole(text: str) -> bool:
-    """ASCII digits only: `str.isdigit` also takes "²", which `int` refuses."""
-    return text.isascii() and text.isdigit()
-
-
-def _choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
-    value = _text(request, name)
-    if value is not None and value not in choices:
-        raise BadParameter(f"bad parameter {name}: choose one of {', '.join(choices)}")
-    return value
-
-
-def _cursor(request: Request) -> tuple[datetime, int] | None:
-    """The changes feed's cursor, `<ISO time>~<id>` as its pager wrote it."""
-    value = _text(request, "cursor")
-    if value is None:
-        return None
-    at, _, rid = value.rpartition("~")
-    try:
-        cursor = parse_ts(at), int(rid)
-    except (TierdriftError, ValueError):
-        cursor = None
-    if cursor is None or not 0 <= cursor[1] < 2**63:  # a database integer: larger ones overflow the driver
-        raise BadParameter("bad parameter cursor: use the links of the page")
-    return cursor
-
-
-def _cursor_text(cursor: tuple[datetime, int]) -> str:
-    return f"{iso(cursor[0])}~{cursor[1]}"
-
-
 # -- pages ------------------------------------------------------------------------------------------
 
 
@@ -216,7 +140,7 @@ def overview(request: Request) -> Response:
         settings, now = request.app.state.settings, utcnow()
         status = request.app.state.status()
         latest, _ = views.changes_page(session, views.ChangeFilter(), after=None, limit=views.OVERVIEW_ROWS)
-        positions = views.open_positions(session, settings, now)
+        positions = position_views.open_positions(session, settings, now)
         context = {
             "now": now,
             "sources": views.sources(session, settings, status.get("next_poll") or {}),
@@ -239,18 +163,18 @@ def changes(request: Request) -> Response:
     """The changes feed, newest first, filtered and paged by a keyset cursor."""
 
     def build(session: Session) -> Response:
-        source = _choice(request, "source", SOURCES)
-        symbol_text = _text(request, "symbol")
+        source = params.choice(request, "source", SOURCES)
+        symbol_text = params.text(request, "symbol")
         f = views.ChangeFilter(
             source=source,
             symbol=_symbol_filter(session, source, symbol_text) if symbol_text else None,
-            kind=_choice(request, "kind", CHANGE_KINDS),
-            field=_choice(request, "field", TIER_FIELDS),
-            since=_time(request, "since"),
-            until=_time(request, "until"),
+            kind=params.choice(request, "kind", CHANGE_KINDS),
+            field=params.choice(request, "field", TIER_FIELDS),
+            since=params.time(request, "since"),
+            until=params.time(request, "until"),
         )
-        limit = _int(request, "limit", PAGE_SIZE, 1, MAX_PAGE)
-        page, more = views.changes_page(session, f, after=_cursor(request), limit=limit)
+        limit = params.integer(request, "limit", PAGE_SIZE, 1, MAX_PAGE)
+        page, more = views.changes_page(session, f, after=params.cursor(request), limit=limit)
         query = {k: v for k, v in request.query_params.items() if k != "cursor" and v}
         context = {
             "filter": f,
@@ -258,7 +182,7 @@ def changes(request: Request) -> Response:
             "default_limit": PAGE_SIZE,
             "symbol_text": symbol_text or "",
             "changes": page,
-            "next_url": f"/changes?{urlencode({**query, 'cursor': _cursor_text(more)})}" if more else None,
+            "next_url": f"/changes?{urlencode({**query, 'cursor': params.cursor_text(more)})}" if more else None,
             "first_url": f"/changes?{urlencode(query)}" if request.query_params.get("cursor") else None,
             "sources": SOURCES,
             "kinds": CHANGE_KINDS,
@@ -288,10 +212,10 @@ def find_symbol(request: Request) -> Response:
     """The lookup form of the overview: `?source=S&symbol=BTCUSDT` → that symbol's page."""
 
     def build(session: Session) -> Response:
-        source = _choice(request, "source", SOURCES) or SOURCES[0]
-        text = _text(request, "symbol")
+        source = params.choice(request, "source", SOURCES) or SOURCES[0]
+        text = params.text(request, "symbol")
         if text is None:
-            raise BadParameter("bad parameter symbol: give a symbol, e.g. BTCUSDT or BTC/USDT:USDT")
+            raise params.BadParameter("bad parameter symbol: give a symbol, e.g. BTCUSDT or BTC/USDT:USDT")
         return RedirectResponse(symbol_url(source, resolve_symbol(session.connection(), source, text)), 303)
 
     return _answer(request, build)
@@ -304,11 +228,15 @@ def symbol_page(request: Request, source: str, symbol: str) -> Response:
     def build(session: Session) -> Response:
         check_source(source)
         stored = resolve_symbol(session.connection(), source, symbol)
-        at, now = _time(request, "at"), utcnow()
-        a, b = _text(request, "a"), _text(request, "b")
+        at, now = params.time(request, "at"), utcnow()
+        a, b = params.text(request, "a"), params.text(request, "b")
         if (a is None) != (b is None):
-            raise BadParameter("bad parameter a/b: give both versions to compare, a (old) and b (new)")
-        pair = (_int(request, "a", 0, 1, 2**63 - 1), _int(request, "b", 0, 1, 2**63 - 1)) if a and b else None
+            raise params.BadParameter("bad parameter a/b: give both versions to compare, a (old) and b (new)")
+        pair = (
+            (params.integer(request, "a", 0, 1, MAX_ID), params.integer(request, "b", 0, 1, MAX_ID))
+            if a and b
+            else None
+        )
         view = views.symbol_view(
             session,
             request.app.state.settings,
@@ -329,16 +257,16 @@ def position_page(request: Request, position_id: str) -> Response:
     """A position: inputs, current figures, the history of its impacts with a chart, and the what-if form."""
 
     def build(session: Session) -> Response:
-        if not _whole(position_id) or not 0 < int(position_id) < 2**63:
-            raise BadParameter(f"bad position id {position_id[:40]!r}: give a whole number, e.g. /positions/1")
+        if not params.whole(position_id) or not 0 < int(position_id) <= MAX_ID:
+            raise params.BadParameter(f"bad position id {position_id[:40]!r}: give a whole number, e.g. /positions/1")
         settings, now = request.app.state.settings, utcnow()
-        view = views.position_view(session, settings, int(position_id), now)
+        view = position_views.position_view(session, settings, int(position_id), now)
         form = _whatif_form(request, view)
         result, problem = None, None
         if request.query_params.get("whatif"):
             try:
                 w = _whatif_input(request)
-                result = views.what_if(session, settings, view.position.source, view.position.symbol, w, now)
+                result = position_views.what_if(session, settings, view.position.source, view.position.symbol, w, now)
             except TierdriftError as exc:
                 problem = " ".join(str(exc).split())
         context = {"now": now, "v": view, "form": form, "whatif": result, "whatif_error": problem}
@@ -354,7 +282,7 @@ WHATIF_FIELDS = (
 )  # fmt: skip
 
 
-def _whatif_form(request: Request, view: views.PositionView) -> dict[str, str]:
+def _whatif_form(request: Request, view: position_views.PositionView) -> dict[str, str]:
     """The form's values: what was sent, else the position's own inputs and current market data."""
     p, a = view.position, view.assessment
     kind, _, typed = p.size_input.partition("=")
@@ -373,14 +301,15 @@ def _whatif_form(request: Request, view: views.PositionView) -> dict[str, str]:
     return {name: defaults.get(name, "") for name in defaults | dict(WHATIF_FIELDS)}
 
 
-def _whatif_input(request: Request) -> views.WhatIfInput:
-    side = _choice(request, "side", ("long", "short"))
-    entry, margin = _number(request, "entry"), _number(request, "margin")
+def _whatif_input(request: Request) -> position_views.WhatIfInput:
+    side = params.choice(request, "side", ("long", "short"))
+    entry, margin = params.number(request, "entry"), params.number(request, "margin")
     if side is None or entry is None or margin is None:
-        raise BadParameter("the what-if needs a side, an entry price and an isolated margin")
-    return views.WhatIfInput(
-        side, entry, margin, _number(request, "qty"), _number(request, "notional"), _number(request, "contracts"),
-        _number(request, "contract_size"), _number(request, "mark"), _number(request, "adr"), _time(request, "at"),
+        raise params.BadParameter("the what-if needs a side, an entry price and an isolated margin")
+    number = functools.partial(params.number, request)
+    return position_views.WhatIfInput(
+        side, entry, margin, number("qty"), number("notional"), number("contracts"), number("contract_size"),
+        number("mark"), number("adr"), params.time(request, "at"),
     )  # fmt: skip
 
 
@@ -390,8 +319,8 @@ def alerts_page(request: Request) -> Response:
 
     def build(session: Session) -> Response:
         settings = request.app.state.settings
-        status = _choice(request, "status", ("pending", "sent", "failed"))
-        limit = _int(request, "limit", 100, 1, 1000)
+        status = params.choice(request, "status", ("pending", "sent", "failed"))
+        limit = params.integer(request, "limit", 100, 1, 1000)
         rows = views.deliveries(session, settings, statuses=(status,) if status else (), limit=limit)
         context = {
             "rows": rows,

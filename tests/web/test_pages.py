@@ -494,7 +494,7 @@ def test_pages_price_positions_as_the_cli_does(web_db_url: str, monkeypatch: pyt
     from monitor.risk.impacts import assess_now
     from monitor.risk.positions import open_positions
     from monitor.store.database import open_engine
-    from monitor.web import views
+    from monitor.web import position_views as views
     from tests.web.conftest import web_settings
 
     monkeypatch.setattr(views, "FEW_SYMBOLS", few)
