@@ -13,9 +13,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +34,9 @@ router = APIRouter(prefix="/api/v1")  # the routes answer `JSON` (below) themsel
 
 #: The largest integer SQLite and PostgreSQL store: the bound of ids and limits (as the CLI's).
 MAX_INT = 2**63 - 1
+#: The largest id a position can have: its column is a 32-bit integer on PostgreSQL (a larger one in a query
+#: is a database error there, not "no such position").
+MAX_ID = 2**31 - 1
 #: A page of `changes` holds this many records unless `limit` says otherwise, and never more than MAX_PAGE.
 PAGE = 100
 MAX_PAGE = 1000
@@ -86,7 +90,8 @@ def _sqlite_reader(engine: Any) -> sqlite3.Connection | None:
     cache: dict[str, sqlite3.Connection | None] = _threads.__dict__.setdefault("sqlite", {})
     if url.database not in cache:
         try:
-            conn = sqlite3.connect(f"file:{FilePath(url.database).resolve()}?mode=ro", uri=True, timeout=10)
+            path = quote(str(FilePath(url.database).resolve()))  # a `?` or `#` in a folder's name stays a name
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
             conn.execute("SELECT 1 FROM alembic_version")
         except sqlite3.Error:
             conn = None
@@ -116,8 +121,9 @@ def decode_cursor(text: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         at, ident = raw.split("|")
-        when, number = datetime.fromisoformat(at), int(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        parsed, number = datetime.fromisoformat(at), int(ident)
+        when = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise BadParameter("cursor: not a cursor this API gave out (pass next_cursor back unchanged)") from None
     if not 0 < number <= MAX_INT:
         raise BadParameter("cursor: not a cursor this API gave out (pass next_cursor back unchanged)")
@@ -196,7 +202,7 @@ def positions(request: Request, all: Annotated[bool, Query(description="Include 
 
 
 @router.get("/positions/{position_id}", summary="One position, its figures and impacts (as `positions show --json`)")
-def position(request: Request, position_id: Annotated[int, Path(ge=1, le=MAX_INT)]) -> JSON:
+def position(request: Request, position_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> JSON:
     from sqlmodel import Session
 
     with Session(request.app.state.engine) as session:

@@ -18,6 +18,7 @@ The token never appears in a response, a log line or an error: it is compared, a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -47,6 +48,8 @@ SESSION_COOKIE = "tierdrift_session"
 CSRF_COOKIE = "tierdrift_csrf"
 #: How long a login lasts on a device (a phone stays logged in; changing the token logs everyone out).
 SESSION_DAYS = 30
+#: Seconds a wrong token in the login form waits before the form comes back.
+WRONG_TOKEN_DELAY = 0.5
 #: Paths anyone may open, token or not: probes, the login form itself, and the static assets it needs.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login"})
 OPEN_PREFIXES = ("/static/",)
@@ -262,6 +265,7 @@ def _login_routes(app: FastAPI, settings: Settings) -> None:
         if not origin_ok(request.scope, settings.web_public_url) or not kept or not same(sent, kept):
             return JSONResponse({"error": "login refused: the form was not sent from this site (CSRF check)"}, 403)
         if not same(str(form.get("token") or ""), token):
+            await asyncio.sleep(WRONG_TOKEN_DELAY)  # guessing through the form costs time
             return form_page(request, target, "wrong token", status=401)
         done = RedirectResponse(target, status_code=303)
         done.set_cookie(

@@ -146,3 +146,20 @@ def test_the_api_over_a_real_socket(live_server: str) -> None:
     with urllib.request.urlopen(live_server + "/api/v1/sources", timeout=10) as r:
         assert r.status == 200 and r.headers["X-Frame-Options"] == "DENY"
         assert json.loads(r.read())[0]["source"] == "binance-usdm"
+
+
+@pytest.mark.parametrize("raw", [b"9999-12-31T23:00:00-05:00|3", b"2026-03-01T00:00:00|9223372036854775808"])
+def test_a_forged_cursor_out_of_range_is_400_not_500(client: TestClient, raw: bytes) -> None:
+    cursor = base64.urlsafe_b64encode(raw).decode()
+    assert error(client, "/api/v1/changes", 400, cursor=cursor).startswith("cursor: not a cursor")
+
+
+def test_a_naive_cursor_time_means_utc(client: TestClient) -> None:
+    first = ok(client, "/api/v1/changes", limit=2)
+    at = first["items"][0]["detected_at"].rstrip("Z")
+    naive = base64.urlsafe_b64encode(f"{at}|1".encode()).decode()
+    assert ok(client, "/api/v1/changes", limit=1, cursor=naive)["items"] == first["items"][1:2]
+
+
+def test_a_position_id_beyond_the_id_column_is_400(client: TestClient) -> None:
+    assert error(client, f"/api/v1/positions/{2**31}", 400).startswith("bad parameter position_id:")
