@@ -24,6 +24,7 @@ BENCHES = {
     "risk": ["bench/bench_risk.py"],
     "soak": ["bench/soak.py"],
     "killtest": ["bench/killtest.py", "--rounds", "50"],
+    "web": ["bench/bench_web.py"],
 }
 
 
@@ -163,7 +164,48 @@ def render() -> str:
             f"{kill['same_id_resends']} |",
             "",
         ]
+    if web := load("web"):
+        out += web_section(web)
     return "\n".join(out).rstrip() + "\n"
+
+
+def web_section(web: dict[str, Any]) -> list[str]:
+    """The `## Web` section from bench/results/web.json (medians of its repeated runs)."""
+    pages, api, poll = web["pages_median_server_ms"], web["api"], web["poll"]
+    worst = max(pages.values())
+    rows = [f"| `{page}` | ≤ 150 ms | {ms} ms ({verdict(ms <= 150)}) |" for page, ms in pages.items()]
+    out = [
+        "## Web (`bench/bench_web.py`)",
+        "",
+        "On the 134 recorded Binance versions (built with the importer; positions, impacts and 300 outbox "
+        f"deliveries), served as `tierdrift run` serves it (uvicorn in the daemon's process, 127.0.0.1). Medians of "
+        f"{web['repeat']} runs in one process; every run is in `bench/results/web.json`.",
+        "",
+        "| page: median server time | target | measured |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"Slowest page: {worst} ms.",
+        "",
+        f"| API, load generator in another process ({web['clients']} keep-alive clients) | target | requests/s "
+        "| p50 | p99 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in api.items():
+        target = "" if "floor" in name else "≥ 300/s"
+        met = "" if "floor" in name else f" ({verdict(r['per_second'] >= 300)})"
+        out.append(f"| `{name}` | {target} | {r['per_second']}{met} | {r['p50_ms']} ms | {r['p99_ms']} ms |")
+    out += [
+        "",
+        "| poll (700 binance-coinm tables, one changed) | target | measured |",
+        "|---|---|---|",
+        f"| alone / while the API answers {poll['load_per_second']} requests/s (p99 {poll['load_p99_ms']} ms), "
+        "the run of the median ratio | "
+        f"≤ 1.5× | {poll['alone_median_ms']} ms / {poll['under_300_rps_median_ms']} ms: {poll['ratio']}× "
+        f"({verdict(poll['ratio'] <= 1.5)}) |",
+        "",
+    ]
+    return out
 
 
 def main() -> None:

@@ -165,11 +165,13 @@ def list_changes(
     until: datetime | None = None,
     after: tuple[datetime, int] | None = None,
     limit: int | None = None,
+    newest_first: bool = False,
 ) -> list[StoredChange]:
-    """Stored changes matching every filter given, oldest first (by detection time, then id).
+    """Stored changes matching every filter given, oldest first (by detection time, then id), or newest
+    first with `newest_first` (the dashboard's feed).
 
     `after` is a cursor, `StoredChange.cursor` of the last record of the previous page: the page starts
-    right after it (keyset paging, so a page costs the same wherever it is)."""
+    right after it in the order asked for (keyset paging, so a page costs the same wherever it is)."""
     conds: list[str] = ["1 = 1"]
     params: dict[str, Any] = {}
     for name, cond, value in (
@@ -183,12 +185,13 @@ def list_changes(
         if value:
             conds.append(cond)
             params[name] = value
+    beyond, order = ("<", "DESC") if newest_first else (">", "ASC")
     if after is not None:
-        conds.append("(detected_at > :after_at OR (detected_at = :after_at AND id > :after_id))")
+        conds.append(f"(detected_at {beyond} :after_at OR (detected_at = :after_at AND id {beyond} :after_id))")
         params["after_at"], params["after_id"] = after
     sql = (
         "SELECT id, source, symbol, kind, tier, field, old, new, detected_at, previous_poll_at FROM change_record"
-        f" WHERE {' AND '.join(conds)} ORDER BY detected_at, id"
+        f" WHERE {' AND '.join(conds)} ORDER BY detected_at {order}, id {order}"
     )
     if limit:
         sql += f" LIMIT {int(limit)}"

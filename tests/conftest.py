@@ -33,6 +33,13 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
 @pytest.fixture(autouse=True)
+def _no_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tierdrift run` serves the dashboard on 8470 by default: tests that start it (in-process or in a
+    subprocess, which inherits the environment) must not fight over that port. Web tests pick free ports."""
+    monkeypatch.setenv("TIERDRIFT_WEB_PORT", "0")
+
+
+@pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """`tierdrift run` configures the root logger; keep that from leaking into the next test."""
     root = logging.getLogger()

@@ -20,6 +20,7 @@ from monitor.cli import errors as cli_errors
 from monitor.cli import market as cli_market
 from monitor.cli import output
 from monitor.cli import positions as cli_positions
+from monitor.service import shapes
 from snapshots.errors import TierdriftError
 from snapshots.history import (
     StoredChange,
@@ -32,7 +33,7 @@ from snapshots.history import (
     versions,
 )
 from snapshots.model import SOURCES
-from snapshots.timefmt import iso, utcnow
+from snapshots.timefmt import utcnow
 
 if TYPE_CHECKING:
     from monitor.service.polling import Fetch, Hook
@@ -351,26 +352,7 @@ def polls(
             check_source(source)
         rows = recent_polls(session, source, limit)
     if as_json:
-        output.emit_json(
-            [
-                {
-                    "id": p.id,
-                    "source": p.source,
-                    "kind": p.kind,
-                    "started_at": iso(p.started_at),
-                    "duration_ms": round(p.duration_ms, 1),
-                    "outcome": p.outcome,
-                    "provenance": p.provenance,
-                    "symbols": p.symbols,
-                    "symbols_changed": p.symbols_changed,
-                    "changes": p.changes,
-                    "error": p.error,
-                    "error_kind": p.error_kind,
-                    "retry_at": iso(p.retry_at),
-                }
-                for p in rows
-            ]
-        )
+        output.emit_json([shapes.poll_info_json(p) for p in rows])
         return
     table = output.new_table(
         "id", "source", "kind", "started", "ms", "outcome", "symbols", "changed", "changes", "error",
@@ -399,6 +381,7 @@ app.command("liq")(cli_positions.liq)
 app.add_typer(cli_alerts.alerts_app, name="alerts")
 app.add_typer(cli_market.market_app, name="market")
 app.command("run")(cli_daemon.run)
+app.command("web")(cli_daemon.web)
 app.command("check")(cli_daemon.check)
 app.command("demo")(cli_daemon.demo)
 app.add_typer(cli_daemon.config_app, name="config")

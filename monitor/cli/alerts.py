@@ -6,14 +6,14 @@ these commands costs nothing to the fast read-only ones.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from monitor.cli import context as cli_context
 from monitor.cli import output
-from snapshots.timefmt import iso, utcnow
+from monitor.service import shapes
+from snapshots.timefmt import utcnow
 
 if TYPE_CHECKING:
     from alerts.deliver import DeliveryReport
@@ -103,23 +103,14 @@ def list_(
     as_json: cli_context.JsonOpt = False,
 ) -> None:
     """Alerts and their delivery on each channel, newest first (no secret is ever shown)."""
-    from sqlmodel import Session, col, select
+    from sqlmodel import Session, select
 
-    from alerts.db import AlertRecord, ChannelState, Delivery
+    from alerts.db import ChannelState
 
-    if status is not None and status not in ("pending", "sent", "failed"):
+    if status is not None and status not in shapes.ALERT_STATUSES:
         raise typer.BadParameter("choose pending, sent or failed", param_hint="--status")
-    stmt = (
-        select(Delivery, AlertRecord)
-        .join(AlertRecord, col(AlertRecord.id) == col(Delivery.alert_id))
-        .order_by(col(AlertRecord.created_at).desc(), col(Delivery.id).desc())
-        .limit(limit)
-    )
-    if status:
-        stmt = stmt.where(Delivery.status == status)
     with Session(cli_context.get(ctx).read_engine) as session:
-        now = utcnow()
-        rows = [_row(d, a, now) for d, a in session.exec(stmt)]
+        rows = shapes.alerts(session, status=status, limit=limit)
         disabled = [s for s in session.exec(select(ChannelState)) if s.disabled_at is not None]
     if as_json:
         output.emit_json(rows)
@@ -144,30 +135,6 @@ def list_(
             output.safe(r["last_error"] or ""),
         )  # fmt: skip
     output.console().print(table)
-
-
-def _row(d: Any, a: Any, now: datetime) -> dict[str, Any]:
-    from alerts.model import Severity
-    from snapshots.reader import as_utc
-
-    waiting = d.status == "pending" and d.hold is not None and (as_utc(d.next_attempt_at) or now) > now
-    return {
-        "alert_id": a.id,
-        "created_at": iso(a.created_at),
-        "kind": a.kind,
-        "severity": Severity(a.severity).label,
-        "source": a.source,
-        "symbol": a.symbol,
-        "title": a.title,
-        "channel": d.channel,
-        "status": d.status,
-        "attempts": d.attempts,
-        "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending" else None,
-        "sent_at": iso(d.sent_at),
-        "last_error": d.last_error,
-        "held": d.hold if waiting else None,  # "quiet" | "digest": held back until next_attempt_at
-        "group_id": d.group_id,
-    }
 
 
 @alerts_app.command("retry")

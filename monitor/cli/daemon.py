@@ -16,10 +16,12 @@ from monitor.cli import output
 from snapshots.timefmt import utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from alerts.config import ChannelConfig
     from monitor.config.settings import Settings
     from monitor.service.daemon import Daemon
-    from monitor.service.httpserver import HealthServer
+    from monitor.service.httpserver import HealthServer, Served
     from monitor.service.metrics import Metrics
     from monitor.service.polling import Fetch
 
@@ -40,13 +42,16 @@ def run(
     c = cli_context.get(ctx)
     settings = c.settings
     metrics = Metrics()
-    # Start-up checks come first, each a one-line error and exit 1: the health port is bound and the
-    # database opened before anything is logged, locked or polled.
+    # Start-up checks come first, each a one-line error and exit 1: the health and web ports are bound (the
+    # web one refused off loopback without a token) and the database opened before anything is logged,
+    # locked or polled. `--once` serves nothing.
     server = None if once else _bind_health(settings, metrics)
+    web = None
     try:
+        web = None if once else _bind_web(settings)
         engine = c.engine
         logs.setup(settings.log_format, settings.log_level, settings.secrets())
-        _log_start(settings, server.url if server else None, once)
+        _log_start(settings, server.url if server else None, once, _web_address(settings, web))
         lock = writer_lock(engine)
         fetch: Fetch = lambda src, st: fetch_snapshot(src, st, now=utcnow)  # noqa: E731
         daemon = Daemon(settings, engine, fetch, lock, utcnow, metrics=metrics)
@@ -59,10 +64,47 @@ def run(
         if server is not None:
             server.ready = _readiness(daemon)
             server.start()
+        if web is not None:
+            web.start(_web_app(settings, engine, daemon))
         daemon.run_forever()
     finally:
-        if server is not None:
-            server.stop()
+        for served in (web, server):
+            if served is not None:
+                served.stop()
+
+
+def web(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on (default: web_host, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Port (default: web_port, 8470; 0: any free port).")
+    ] = None,
+) -> None:
+    """Serve the dashboard and the read-only API over the database, without polling (no lock taken)."""
+    from monitor.service import logs
+    from monitor.web.app import create_app
+    from monitor.web.serve import address, bind
+
+    c = cli_context.get(ctx)
+    settings = c.settings if host is None else c.settings.model_copy(update={"web_host": host})
+    if port is None and not settings.web_port:
+        raise typer.BadParameter("web_port is 0 (off): pass --port", param_hint="--port")
+    server = bind(settings, port=port, setting="--host" if host is not None else "web_host")
+    assert server is not None
+    try:
+        engine = c.read_engine  # an existing database only: nothing is created, nothing written
+        logs.setup(settings.log_format, settings.log_level, settings.secrets())
+        token = "token required" if settings.web_token else "no token: this machine only"
+        logging.getLogger("tierdrift").info(
+            "dashboard: %s (read-only, no daemon; API under /api/v1; %s); Ctrl-C stops it",
+            address(settings, server),
+            token,
+        )
+        server.serve_forever(create_app(settings, engine=engine, read_only=True))
+    finally:
+        server.stop()
 
 
 def _run_once(daemon: Daemon) -> None:
@@ -96,6 +138,33 @@ def _bind_health(settings: Settings, metrics: Metrics) -> HealthServer | None:
     return HealthServer(*address, metrics.exposition, lambda: (False, "starting"))
 
 
+def _bind_web(settings: Settings) -> Served | None:
+    """The dashboard's server, bound but not serving yet (`WebServerError` if it must not or cannot listen)."""
+    from monitor.web.serve import bind  # the web stack: only the commands that serve import it
+
+    return bind(settings)
+
+
+def _web_address(settings: Settings, web: Served | None) -> str | None:
+    from monitor.web.serve import address
+
+    return address(settings, web) if web is not None else None
+
+
+def _web_app(settings: Settings, engine: Engine, daemon: Daemon) -> Any:
+    """The dashboard and API over the daemon's engine; `/readyz` and the pages ask the daemon how it is."""
+    from monitor.web.app import create_app
+    from snapshots.timefmt import iso
+
+    ready = _readiness(daemon)
+
+    def status() -> dict[str, Any]:
+        ok, reason = ready()
+        return {"ready": ok, "reason": reason, "next_poll": {s: iso(t) for s, t in daemon.next_polls().items()}}
+
+    return create_app(settings, engine=engine, status=status, metrics=daemon.metrics)
+
+
 def _readiness(daemon: Daemon) -> Callable[[], tuple[bool, str]]:
     def ready() -> tuple[bool, str]:
         if not daemon.holding:
@@ -105,19 +174,22 @@ def _readiness(daemon: Daemon) -> Callable[[], tuple[bool, str]]:
     return ready
 
 
-def _log_start(settings: Settings, health_url: str | None, once: bool) -> None:
+def _log_start(settings: Settings, health_url: str | None, once: bool, web_url: str | None = None) -> None:
     """The start-up summary on the log (stderr), then every warning: a newcomer must learn here, not after
     the first tier change, that no alert will reach anyone."""
     log = logging.getLogger("tierdrift")
-    for line in startup_summary(settings, health_url, once, utcnow()):
+    for line in startup_summary(settings, health_url, once, utcnow(), web_url):
         log.info("%s", line)
     for line in settings.warnings():
         log.warning("%s", line)
 
 
-def startup_summary(settings: Settings, health_url: str | None, once: bool, now: datetime) -> list[str]:
+def startup_summary(
+    settings: Settings, health_url: str | None, once: bool, now: datetime, web_url: str | None = None
+) -> list[str]:
     """What `tierdrift run` is about to do: database (password hidden), the config file, sources and their
-    intervals, channels (no URL path or password), the health server, and when the next poll starts."""
+    intervals, channels (no URL path or password), the health server, when the next poll starts, and where
+    the dashboard is."""
     from monitor.config.paths import redact_url
 
     s = settings
@@ -137,7 +209,17 @@ def startup_summary(settings: Settings, health_url: str | None, once: bool, now:
         f"channels: {'; '.join(channels) if channels else 'NONE'}",
         f"health server: {health}",
         f"next poll: {next_poll}",
+        f"dashboard: {_dashboard(settings, web_url, once)}",
     ]
+
+
+def _dashboard(settings: Settings, web_url: str | None, once: bool) -> str:
+    if once:
+        return "off (--once)"
+    if web_url is None:
+        return "off (set web_port to serve it)"
+    token = "token required" if settings.web_token else "no token: this machine only"
+    return f"{web_url} (read-only API under {web_url}api/v1; {token})"
 
 
 def describe_channel(channel: ChannelConfig) -> str:

@@ -13,15 +13,14 @@ import typer
 
 from monitor.cli import context as cli_context
 from monitor.cli import output
+from monitor.service import shapes
 from snapshots.history import check_source
 from snapshots.model import SOURCES
 from snapshots.numbers import num
-from snapshots.reader import as_utc
-from snapshots.timefmt import iso, utcnow
+from snapshots.timefmt import utcnow
 
 if TYPE_CHECKING:
     from monitor.risk.marketdata import RefreshResult
-    from monitor.store.models import MarketData
 
 market_app = typer.Typer(help="Mark prices and ADRs of the symbols with open positions.", no_args_is_help=True)
 
@@ -85,27 +84,13 @@ def show(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
 
     stmt = select(MarketData).order_by(col(MarketData.source), col(MarketData.symbol))
     with Session(cli_context.get(ctx).read_engine) as session:
-        data = [_row_json(r) for r in session.exec(stmt)]
+        data = [shapes.market_json(r) for r in session.exec(stmt)]
     if as_json:
         output.emit_json(data)
     elif not data:
         output.console().print("no market data yet; fetch it with `tierdrift market refresh`")
     else:
         _print_rows(data)
-
-
-def _row_json(r: MarketData) -> dict[str, Any]:
-    return {
-        "source": r.source,
-        "symbol": r.symbol,
-        "mark_price": r.mark_price,
-        "mark_at": iso(as_utc(r.mark_at)),  # SQLite gives naive UTC back
-        "adr": r.adr,
-        "adr_days": r.adr_days,
-        "adr_at": iso(as_utc(r.adr_at)),
-        "error": r.error,
-        "error_at": iso(as_utc(r.error_at)),
-    }
 
 
 def _print_rows(rows: list[dict[str, Any]]) -> None:

@@ -1,6 +1,7 @@
-"""Shapes of what the CLI prints: the `--json` contracts and the human tables.
+"""Shapes of what the CLI prints: the human tables, and the `--json` contracts.
 
-The JSON shapes are contracts other tools script against; tests/cli/test_cli.py pins their keys.
+The JSON shapes are contracts other tools script against; tests/cli/test_cli.py pins their keys. They live
+in `monitor.service.shapes`, shared with the web API, and are re-exported here.
 
 Human output treats outside text (symbols, exchange and channel errors, notes) as data: the console
 interprets no Rich markup or emoji codes, every string it renders has its control characters shown as
@@ -17,17 +18,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from snapshots.history import SourceStatus, StoredChange, VersionInfo
+from monitor.service.shapes import change_json as change_json
+from monitor.service.shapes import poll_json as poll_json
+from monitor.service.shapes import status_json as status_json
+from monitor.service.shapes import version_json as version_json
+from snapshots.history import StoredChange
 from snapshots.model import Tier
 from snapshots.numbers import leverage, num, pct
 from snapshots.printable import printable
-from snapshots.timefmt import iso, parse_ts
+from snapshots.timefmt import parse_ts
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
     from rich.table import Table
-
-    from snapshots.store import PollResult
 
 
 #: Outside text longer than this is clipped in human output (the JSON outputs keep it whole). As long as
@@ -169,69 +172,6 @@ def _records(table: Table, console: Console, width: int) -> Iterator[RenderableT
 def emit_json(data: Any) -> None:
     # Plain print: rich would re-wrap or colour the text and break pipes into `jq`.
     print(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def change_json(c: StoredChange) -> dict[str, Any]:
-    ch = c.change
-    return {
-        "detected_at": iso(c.detected_at),
-        "previous_poll_at": iso(c.previous_poll_at),
-        "source": ch.source,
-        "symbol": ch.symbol,
-        "kind": ch.kind,
-        "tier": ch.tier,
-        "field": ch.field,
-        "old": ch.old,
-        "new": ch.new,
-    }
-
-
-def version_json(v: VersionInfo, tiers: int | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "source": v.source,
-        "symbol": v.symbol,
-        "valid_from": iso(v.valid_from),
-        "valid_to": iso(v.valid_to),
-        "content_hash": v.content_hash,
-        "provenance": v.provenance,
-        "previous_poll_at": iso(v.previous_poll_at),
-        "notional_coef": v.notional_coef,
-        "warnings": list(v.warnings),
-    }
-    if tiers is not None:
-        data["tiers"] = tiers
-    return data
-
-
-def status_json(s: SourceStatus) -> dict[str, Any]:
-    return {
-        "source": s.source,
-        "symbols": s.symbols,
-        "last_poll_at": iso(s.last_poll_at),
-        "last_outcome": s.last_outcome,
-        "last_success_at": iso(s.last_success_at),
-        "last_change_at": iso(s.last_change_at),
-        "last_error_at": iso(s.last_error_at),
-        "last_error": s.last_error,
-    }
-
-
-def poll_json(r: PollResult) -> dict[str, Any]:
-    return {
-        "poll_id": r.poll_id,
-        "source": r.source,
-        "kind": r.kind,
-        "outcome": r.outcome,
-        "started_at": iso(r.started_at),
-        "previous_poll_at": iso(r.previous_poll_at),
-        "symbols": r.symbols,
-        "baseline": r.baseline,
-        "error": r.error,
-        "error_kind": r.error_kind,
-        "retry_at": iso(r.retry_at),
-        "warnings": list(r.warnings),
-        "changes": [change_json(StoredChange(r.started_at, r.previous_poll_at, c)) for c in r.changes],
-    }
 
 
 def tiers_table(title: str, tiers: Sequence[Tier], unit_label: str) -> Table:

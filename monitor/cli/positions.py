@@ -6,7 +6,6 @@ commands costs nothing to read-only commands such as `tiers`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,14 +13,12 @@ import typer
 
 from monitor.cli import context as cli_context
 from monitor.cli import output
-from snapshots.model import is_inverse
+from monitor.service import shapes
 from snapshots.numbers import num, pct
-from snapshots.timefmt import iso, utcnow
+from snapshots.timefmt import utcnow
 
 if TYPE_CHECKING:
-    from monitor.risk.figures import Assessment
-    from monitor.risk.positions import PositionInput
-    from monitor.store.models import Position
+    pass
 
 positions_app = typer.Typer(help="Log open positions and see their liquidation risk.", no_args_is_help=True)
 account_app = typer.Typer(help="Cross-margin account settings.", no_args_is_help=True)
@@ -35,61 +32,6 @@ ContractSize = Annotated[
     float | None, typer.Option("--contract-size", help="Face value of one inverse contract in USD.")
 ]
 Adr = Annotated[float | None, typer.Option("--adr", help="Average daily range to use instead of the market's.")]
-
-
-def _figures_json(a: Assessment | None) -> dict[str, Any]:
-    f = a.figures if a else None
-    return {
-        "tier": f.tier.tier if f and f.tier else None,
-        "current_tier": f.current_tier.tier if f else None,
-        "maintenance_margin_rate": f.maintenance_margin_rate if f else None,
-        "maintenance_amount": f.maintenance_amount if f else None,
-        "maintenance_margin": f.maintenance_margin if f else None,
-        "notional": f.notional if f else None,
-        "reference_price": f.reference_price if f else None,
-        "liquidation_price": f.liquidation_price if f else None,
-        "liquidated_at_mark": f.liquidated_at_mark if f else None,
-        "distance": f.distance if f else None,
-        "buffer_adr": f.buffer_adr if f else None,
-        "violation": f.violation if f else None,
-        "headroom_notional": f.headroom_notional if f else None,
-        "headroom_liquidation_price": f.headroom_liquidation_price if f else None,
-        "not_computed": a.not_computed if a else "not assessed",
-        "reasons": dict(a.reasons) if a else {},
-    }
-
-
-def _position_json(p: Position, a: Assessment | None) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "source": p.source,
-        "symbol": p.symbol,
-        "side": p.side,
-        "entry_price": p.entry_price,
-        "size": p.size,
-        "size_unit": "contracts" if is_inverse(p.source) else "base",
-        "size_input": p.size_input,
-        "contract_size": p.contract_size,
-        "mode": p.mode,
-        "margin": p.margin,
-        "note": p.note,
-        "opened_at": iso(p.opened_at),
-        "closed_at": iso(p.closed_at),
-        "mark_price": a.mark if a else None,
-        "adr": a.adr if a else None,
-        "adr_source": a.adr_source if a else None,
-        **_figures_json(a),
-    }
-
-
-def _assess(ctx: typer.Context, positions: list[Position]) -> dict[int, Assessment]:
-    from sqlmodel import Session
-
-    from monitor.risk.impacts import assess_now
-
-    c = cli_context.get(ctx)
-    with Session(c.read_engine) as session:
-        return assess_now(session, positions, c.settings, utcnow())
 
 
 def _print_positions(rows: list[dict[str, Any]]) -> None:
@@ -167,17 +109,11 @@ def list_(
     as_json: cli_context.JsonOpt = False,
 ) -> None:
     """Open positions with their current risk figures."""
-    from sqlmodel import Session, col, select
+    from sqlmodel import Session
 
-    from monitor.store.models import Position
-
-    with Session(cli_context.get(ctx).read_engine) as session:
-        stmt = select(Position).order_by(col(Position.id))
-        if not all_:
-            stmt = stmt.where(col(Position.closed_at).is_(None))
-        rows = list(session.exec(stmt))
-    found = _assess(ctx, [p for p in rows if p.closed_at is None]) if rows else {}
-    data = [_position_json(p, found.get(p.id or 0)) for p in rows]
+    c = cli_context.get(ctx)
+    with Session(c.read_engine) as session:
+        data = shapes.positions(session, c.settings, utcnow(), include_closed=all_)
     if as_json:
         output.emit_json(data)
     elif not data:
@@ -195,21 +131,9 @@ def show(
     """One position, its risk figures, the inputs behind them, and its impact history."""
     from sqlmodel import Session
 
-    from monitor.risk.positions import priced_with
-    from monitor.store.models import Position
-    from snapshots.errors import NotFound
-
-    with Session(cli_context.get(ctx).read_engine) as session:
-        position = session.get(Position, position_id)
-        if position is None:
-            raise NotFound(f"no position with id {position_id}")
-        # A cross position is priced with the rest of its account, exactly as `positions list` prices it.
-        priced = priced_with(session, position)
-        for p in priced:
-            session.expunge(p)
-    found = _assess(ctx, priced) if position.closed_at is None else {}
-    data = _position_json(position, found.get(position_id))
-    data["impacts"] = _impacts(ctx, position_id=position_id)
+    c = cli_context.get(ctx)
+    with Session(c.read_engine) as session:
+        data = shapes.position(session, c.settings, position_id, utcnow())
     if as_json:
         output.emit_json(data)
         return
@@ -252,38 +176,11 @@ def account_set(
     output.console().print(f"{source}: cross wallet balance set to {wallet_balance:,.2f}")
 
 
-IMPACT_FIELDS = (
-    "old_tier", "new_tier", "old_rate", "new_rate", "old_amount", "new_amount", "old_liquidation_price",
-    "new_liquidation_price", "old_distance", "new_distance", "old_buffer_adr", "new_buffer_adr", "mark_price", "adr",
-    "newly_violates", "crosses_tier", "violation",
-)  # fmt: skip
+def _impacts(ctx: typer.Context, *, since: str | None = None) -> list[dict[str, Any]]:
+    from sqlmodel import Session
 
-
-def _impacts(ctx: typer.Context, *, since: str | None = None, position_id: int | None = None) -> list[dict[str, Any]]:
-    from sqlmodel import Session, col, select
-
-    from monitor.store.models import Impact
-
-    stmt = select(Impact).order_by(col(Impact.detected_at), col(Impact.id))
-    if since:
-        stmt = stmt.where(col(Impact.detected_at) >= cli_context.opt_ts(since))
-    if position_id is not None:
-        stmt = stmt.where(Impact.position_id == position_id)
     with Session(cli_context.get(ctx).read_engine) as session:
-        rows = list(session.exec(stmt))
-    return [
-        {
-            "id": r.id,
-            "position_id": r.position_id,
-            "detected_at": iso(r.detected_at),
-            "source": r.source,
-            "symbol": r.symbol,
-            "changes": json.loads(r.changes),
-            **{k: getattr(r, k) for k in IMPACT_FIELDS},
-            "reasons": json.loads(r.reasons) if r.reasons else {},
-        }
-        for r in rows
-    ]
+        return shapes.impacts(session, since=cli_context.opt_ts(since))
 
 
 def impacts(
@@ -334,44 +231,23 @@ def liq(
     as_json: cli_context.JsonOpt = False,
 ) -> None:
     """What-if: liquidation price and risk figures of an isolated position, e.g. scaled to a new size."""
-    from monitor.risk.liquidation import liquidation
-    from monitor.risk.positions import PositionInput, check_amount
+    from monitor.risk.positions import PositionInput
 
     c = cli_context.get(ctx)
     when = cli_context.opt_ts(at) or utcnow()
-    for name, value in (("mark price", mark), ("ADR", adr), ("margin", margin)):
-        if value is not None:
-            check_amount(name, value)
     item = PositionInput(
         source, symbol, side.lower(), entry, qty, notional, contracts, contract_size, "isolated", margin
     )
-    spec, table, info, warnings = _whatif(c, item, when)
-    figures = liquidation(spec, table, mark=mark, adr=adr, threshold_adr=c.settings.violation_threshold_adr)
-    from monitor.risk.figures import Assessment
-
-    data = {
-        "source": source,
-        "symbol": table.symbol,
-        "side": spec.side,
-        "entry_price": spec.entry_price,
-        "size": spec.size,
-        "margin": spec.margin,
-        "mark_price": mark,
-        "adr": adr,
-        "table_valid_from": iso(info.valid_from),
-        "threshold_adr": c.settings.violation_threshold_adr,
-        **_figures_json(Assessment(0, figures, None, mark, adr, "input" if adr else None, _liq_reasons(figures))),
-        "warnings": warnings,
-    }
-    del data["not_computed"]
+    with c.read_engine.connect() as conn:
+        data = shapes.liq(conn, c.settings, item, when, mark=mark, adr=adr)
     if as_json:
         output.emit_json(data)
         return
     con = output.console()
     lp = "none (cannot be liquidated by price)" if data["liquidation_price"] is None else num(data["liquidation_price"])
     con.print(
-        f"{output.safe(table.symbol)} {spec.side}, entry {num(spec.entry_price)}, "
-        f"notional {num(figures.notional)}, margin {num(spec.margin)}"
+        f"{output.safe(data['symbol'])} {data['side']}, entry {num(data['entry_price'])}, "
+        f"notional {num(data['notional'])}, margin {num(data['margin'])}"
     )
     con.print(
         f"tier at liquidation: {data['tier']} (rate {pct(data['maintenance_margin_rate'])}, "
@@ -383,56 +259,12 @@ def liq(
     if data["headroom_notional"] is not None:
         con.print(
             f"headroom: {num(data['headroom_notional'])} more notional "
-            f"before tier {figures.current_tier.tier + 1}"
+            f"before tier {data['current_tier'] + 1}"
             f" (liquidation price there: {num(data['headroom_liquidation_price'])})"
         )
     if data["violation"]:
         con.print(f"VIOLATION: buffer below {c.settings.violation_threshold_adr:g} ADR")
     for key, why in data["reasons"].items():
         con.print(f"{key}: {output.safe(why)}")
-    for w in warnings:
+    for w in data["warnings"]:
         con.print(f"warning: {output.safe(w)}")
-
-
-def _liq_reasons(figures: Any) -> dict[str, str]:
-    """The engine's reasons, worded for the calculator: there a missing mark or ADR is an option not given."""
-    from monitor.risk.liquidation import NO_ADR, NO_MARK
-
-    wording = {NO_MARK: "no mark price given (--mark)", NO_ADR: "no ADR given (--adr)"}
-    out = {}
-    for key, why in figures.reasons.items():
-        for engine_text, ours in wording.items():
-            why = why.replace(engine_text, ours)
-        out[key] = why
-    return out
-
-
-def _whatif(c: cli_context.Context, item: PositionInput, when: Any) -> tuple[Any, Any, Any, list[str]]:
-    """The engine's inputs for `liq`: the position, the table in force at `when`, and margin warnings."""
-    from monitor.risk.liquidation import PositionSpec
-    from monitor.risk.positions import size_of
-    from snapshots.history import check_source, resolve_symbol, table_at
-    from snapshots.model import is_inverse
-
-    check_source(item.source)
-    with c.read_engine.connect() as conn:
-        symbol = resolve_symbol(conn, item.source, item.symbol)
-        table, info = table_at(conn, item.source, symbol, when)
-    size, _, cs = size_of(item, symbol)
-    spec = PositionSpec(
-        side=item.side,  # type: ignore[arg-type]
-        entry_price=item.entry,
-        size=size,
-        margin=item.margin or 0.0,
-        inverse=is_inverse(item.source),
-        contract_size=cs,
-    )
-    notional = size * cs / item.entry if spec.inverse else size * item.entry
-    tier = table.tier_for(notional)
-    warnings = []
-    if spec.margin < notional / tier.max_leverage:
-        warnings.append(
-            f"leverage {notional / spec.margin:.1f}× exceeds tier {tier.tier}'s maximum of {tier.max_leverage:g}×: "
-            "the exchange would not accept this position"
-        )
-    return spec, table, info, warnings

@@ -363,7 +363,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, for redaction of log lines and error messages (database passwords too)."""
         values = [self.binance.api_key, self.binance.api_secret, self.webhook_url, self.webhook_secret, self.smtp_url]
-        values.append(self.telegram_token)
+        values.extend([self.telegram_token, self.web_token])
         for c in self.channels:
             if isinstance(c, WebhookConfig):
                 values.extend([c.url, c.secret])
@@ -442,7 +442,7 @@ class Settings(BaseSettings):
         for key in ("api_key", "api_secret"):
             if data["binance"].get(key):
                 data["binance"][key] = "***"
-        for key in ("webhook_url", "webhook_secret", "smtp_url", "telegram_token"):
+        for key in ("webhook_url", "webhook_secret", "smtp_url", "telegram_token", "web_token"):
             if data.get(key):
                 data[key] = "***"
         for channel in data["channels"]:

@@ -72,6 +72,7 @@ class Daemon:
     channels: dict[str, Channel] = field(default_factory=dict)
     _holding: bool = False
     _dispatcher: Dispatcher | None = None  # the scheduled deliveries' while this process runs its jobs
+    _sched: BackgroundScheduler | None = None  # the jobs' scheduler while this process runs them
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -242,11 +243,13 @@ class Daemon:
                 )
                 sched = self._scheduler()
                 sched.start()
+                self._sched = sched
                 while not self.stop_event.wait(1.0) and self._holding:
                     pass
                 log.info("stopping: waiting for running jobs")
                 self._stop_deliveries()
                 sched.shutdown(wait=True)
+                self._sched = None
                 self._holding = False
         finally:
             self.lock.release()
@@ -263,3 +266,11 @@ class Daemon:
     @property
     def holding(self) -> bool:
         return self._holding
+
+    def next_polls(self) -> dict[str, datetime | None]:
+        """When each source's next poll is due (None: paused); empty while this process runs no jobs."""
+        sched = self._sched
+        if sched is None:
+            return {}
+        jobs = {source: sched.get_job(f"poll:{source}") for source in self.settings.sources}
+        return {source: job.next_run_time if job else None for source, job in jobs.items()}

@@ -1,108 +1,168 @@
-"""The daemon's small HTTP server on loopback: `/healthz`, `/readyz` and Prometheus `/metrics`.
+"""The daemon's HTTP servers: uvicorn on a socket bound at start-up, and the health-only app of `health_port`.
 
 `/healthz` answers 200 while the process runs (a standby is healthy). `/readyz` answers 200 only on the
-replica that holds the writer lock and can reach the database, 503 with the reason otherwise.
+replica that holds the writer lock and can reach the database, 503 with the reason otherwise. `/metrics` is
+the Prometheus exposition. The dashboard (`monitor.web`) serves the same three on `web_port`; `health_port`
+serves only them, so that it may listen on 0.0.0.0 for a container's probes without opening the dashboard.
 
-The socket is bound when the server is built, before `start()`: `tierdrift run` builds it first, so that
-a port in use or a host that does not resolve is one `HealthServerError` line at start-up, before the
-daemon takes the writer lock or polls anything.
+The socket is bound when the server is built, before `start()`: `tierdrift run` builds its servers first,
+so that a port in use or a host that does not resolve is one line at start-up, before the daemon takes the
+writer lock or polls anything.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import logging
 import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from snapshots.errors import TierdriftError
 
 #: () -> (ready, reason)
 Readiness = Callable[[], tuple[bool, str]]
+#: How long a stopping server lets the requests in flight finish before it closes their connections.
+GRACE_SECONDS = 5
 
 
 class HealthServerError(TierdriftError):
     """The health server cannot listen where it was told to; the message names the address."""
 
 
-class HealthServer:
-    def __init__(self, host: str, port: int, metrics: Callable[[], bytes], ready: Readiness) -> None:
-        self.metrics = metrics
-        self.ready = ready
-        self._server = _bind(host, port, _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host = str(self._server.server_address[0])
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
-
-    def start(self) -> HealthServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and free the port (also on a server that was never started)."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
-
-
-def _bind(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-    """A server listening on host:port (IPv4 or IPv6), or `HealthServerError` saying why not."""
+def bind(host: str, port: int, *, what: str, setting: str, error: type[TierdriftError]) -> socket.socket:
+    """A listening TCP socket on host:port (IPv4 or IPv6), or `error` saying, in one line, why not.
+    `what` names the server (`health server`), `setting` the port's setting (`health_port`)."""
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
     except (socket.gaierror, UnicodeError):
-        raise HealthServerError(f"health server: cannot resolve health_host {host!r}") from None
-    server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family})
+        host_setting = setting.replace("_port", "_host")
+        raise error(f"{what}: cannot resolve {host_setting} {host!r}") from None
+    # IPPROTO_TCP named, so that asyncio sets TCP_NODELAY on every connection: without it a response
+    # written in two parts waits for the client's delayed ACK, 40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        return server_class((host, port), handler)  # type: ignore[no-any-return]
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait for TIME_WAIT
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(128)
     except OSError as exc:
-        raise HealthServerError(f"health server: {where} {_why(exc)}") from None
+        sock.close()
+        raise error(f"{what}: {where} {_why(exc, setting)}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
-def _why(exc: OSError) -> str:
+def _why(exc: OSError, setting: str) -> str:
+    host_setting = setting.replace("_port", "_host")
     if exc.errno == errno.EADDRINUSE:
-        return "is already in use (another process listens there; choose another health_port)"
+        return f"is already in use (another process listens there; choose another {setting})"
     if exc.errno == errno.EADDRNOTAVAIL:
-        return "is not an address of this machine (health_host)"
+        return f"is not an address of this machine ({host_setting})"
     if exc.errno == errno.EACCES:
-        return "needs privileges (ports below 1024); choose a health_port above 1023"
+        return f"needs privileges (ports below 1024); choose a {setting} above 1023"
     return f"cannot be listened on: {exc.strerror or type(exc).__name__}"
 
 
-def _handler(owner: HealthServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/healthz":
-                self._send(200, b"ok\n", "text/plain")
-            elif path == "/readyz":
-                ready, reason = owner.ready()
-                self._send(200 if ready else 503, (reason + "\n").encode(), "text/plain")
-            elif path == "/metrics":
-                self._send(200, owner.metrics(), CONTENT_TYPE_LATEST)
-            else:
-                self._send(404, b"not found\n", "text/plain")
+class Served:
+    """uvicorn serving an ASGI app on a socket bound in `__init__`, in a thread of its own."""
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def __init__(self, host: str, port: int, *, what: str, setting: str, error: type[TierdriftError]) -> None:
+        self.sock = bind(host, port, what=what, setting=setting, error=error)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # scrapes every few seconds would drown the poll and alert lines
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
 
-    return Handler
+    @property
+    def url(self) -> str:
+        host = str(self.sock.getsockname()[0])
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    def _uvicorn(self, app: Any) -> Any:
+        import uvicorn  # the ASGI server: only the commands that serve load it
+
+        # Our logging (monitor.service.logs) takes uvicorn's records, secrets redacted; no access log: probes
+        # and page loads every few seconds would drown the poll and alert lines.
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=GRACE_SECONDS
+        )
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # start-up lines: ours say where it listens
+        return uvicorn.Server(config)
+
+    def start(self, app: Any) -> Served:
+        """Serve `app` in a background thread (the socket already accepts connections)."""
+        self._server = self._uvicorn(app)
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self.sock]))
+
+    def serve_forever(self, app: Any) -> None:
+        """Serve `app` until SIGINT or SIGTERM, then stop cleanly: the requests in flight get `GRACE_SECONDS`
+        and the command exits 0 (uvicorn's own handlers would re-raise the signal and exit with it)."""
+        import signal
+
+        stopping = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.set())
+        self.start(app)
+        try:
+            while not stopping.wait(1.0):
+                if self._thread is not None and not self._thread.is_alive():
+                    break  # the server gave up on its own (its error is on the log)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop serving and free the port (also on a server that was never started)."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(GRACE_SECONDS + 5)
+        self.sock.close()
+
+
+class HealthServer(Served):
+    """`/healthz`, `/readyz` and `/metrics` only, on `health_host:health_port`. `ready` may be replaced
+    after the server is built (the daemon exists only once the start-up checks have passed)."""
+
+    def __init__(self, host: str, port: int, metrics: Callable[[], bytes], ready: Readiness) -> None:
+        super().__init__(host, port, what="health server", setting="health_port", error=HealthServerError)
+        self.metrics = metrics
+        self.ready = ready
+
+    def start(self, app: Any = None) -> HealthServer:
+        super().start(app or health_app(lambda: self.metrics(), lambda: self.ready()))
+        return self
+
+
+def health_app(metrics: Callable[[], bytes], ready: Readiness) -> Any:
+    """The three health routes as a small Starlette app (no dashboard, no token: they tell nothing private)."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    def readyz(request: Request) -> Response:  # a PostgreSQL lock asks its server: in the thread pool
+        ok, reason = ready()
+        return PlainTextResponse(reason + "\n", status_code=200 if ok else 503)
+
+    def metrics_route(request: Request) -> Response:
+        return Response(metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("not found\n", status_code=404)
+
+    routes = [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_route)]
+    return Starlette(routes=routes, exception_handlers={404: not_found})

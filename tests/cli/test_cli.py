@@ -126,13 +126,25 @@ def test_truncated_gzip_and_undated_names_are_rejected(tmp_path: Path, db_url: s
     assert js(run(db_url, "polls", "--json"))[0]["started_at"] == "2024-05-05T10:00:00Z"
 
 
-@pytest.mark.parametrize("command", [["tiers", "BTCUSDT", "-s", "binance-usdm"], ["changes"], ["sources"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tiers", "BTCUSDT", "-s", "binance-usdm"],
+        ["changes"],
+        ["sources"],
+        ["history", "BTCUSDT", "-s", "binance-usdm"],
+        ["polls"],
+    ],
+)
 def test_read_only_commands_stay_light(history: str, command: list[str]) -> None:
-    """No ccxt, deepdiff, pydantic or SQLModel; on SQLite not even SQLAlchemy (the stdlib's sqlite3 reads)."""
+    """No ccxt, deepdiff, pydantic, SQLModel or web stack; on SQLite not even SQLAlchemy (the stdlib's sqlite3
+    reads)."""
     code = (
         "import sys, runpy; sys.argv = ['tierdrift', '--db', sys.argv[1], *sys.argv[2:], '--json']\n"
         "try:\n    runpy.run_module('monitor', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('ccxt', 'deepdiff', 'sqlmodel', 'pydantic', 'sqlalchemy') if m in sys.modules]\n"
+        "names = ('ccxt', 'deepdiff', 'sqlmodel', 'pydantic', 'sqlalchemy',"
+        " 'fastapi', 'starlette', 'uvicorn', 'jinja2')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)"
     )
     proc = subprocess.run([sys.executable, "-c", code, history, *command], capture_output=True, text=True, timeout=60)
