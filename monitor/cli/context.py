@@ -141,7 +141,9 @@ def get(ctx: typer.Context) -> Context:
 
 SourceOpt = Annotated[str, typer.Option("--source", "-s", help=f"One of: {', '.join(SOURCES)}.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (a stable contract) instead of a table.")]
-IdArg = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_INT)]
+#: Row ids are 32-bit INTEGER columns on PostgreSQL: a larger id is a typo, refused before any query.
+MAX_ID = 2**31 - 1
+IdArg = Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ID)]
 
 
 def opt_ts(text: str | None) -> datetime | None:

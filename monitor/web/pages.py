@@ -39,7 +39,7 @@ STATIC = Path(__file__).parent / "static"
 ASSETS = {"tierdrift.css": "text/css; charset=utf-8", "charts.js": "text/javascript; charset=utf-8"}
 PAGE_SIZE, MAX_PAGE = 50, 500
 ERROR_LIMIT = 300
-MAX_ID = 2**63 - 1  # the largest database integer
+MAX_ID = 2**31 - 1  # row ids are 32-bit INTEGER columns on PostgreSQL
 #: The overview lists the riskiest open positions up to this many (a page of 10,000 rows helps nobody).
 OVERVIEW_POSITIONS = 100
 YEAR = 365 * 86400

@@ -159,6 +159,7 @@ REGRESSIONS = [
     # integers wider than the database's 64-bit integers
     (["positions", "show", INT64], "Invalid value for 'ID'"),
     (["positions", "close", INT64], "Invalid value for 'ID'"),
+    (["positions", "show", str(2**31)], "Invalid value for 'ID'"),  # PostgreSQL's INTEGER ids: not a DataError
     (["changes", "--limit", INT64], "Invalid value for '--limit'"),
     (["polls", "--limit", "99999999999999999999999999"], "Invalid value for '--limit'"),
     (["alerts", "list", "--limit", INT64], "Invalid value for '--limit'"),
