@@ -13,10 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from monitor.config.settings import Settings
-from monitor.risk.figures import Assessment, Key, Market, assess
+from monitor.risk.columns import POSITION_COLUMNS, PositionRow
+from monitor.risk.figures import Assessment, Key, LoggedPosition, Market, assess, assess_under
 from monitor.store.models import Account, Impact, MarketData, Position
 from snapshots.history import tables_at
 from snapshots.model import Change, TierTable
@@ -88,9 +90,13 @@ def wallets(session: Session) -> dict[str, float]:
     return {a.source: a.wallet_balance for a in session.exec(select(Account))}
 
 
-def _open_on(session: Session, source: str, symbols: set[str]) -> list[Position]:
-    stmt = select(Position).where(Position.source == source, col(Position.closed_at).is_(None))
-    rows = list(session.exec(stmt))
+def _open_on(session: Session, source: str, symbols: set[str]) -> list[PositionRow]:
+    """The open positions a change of `symbols` touches, as plain rows (an ORM object costs ten times more)."""
+    table = Position.__table__  # type: ignore[attr-defined]
+    stmt = sa_select(*(table.c[name] for name in POSITION_COLUMNS)).where(
+        table.c.source == source, table.c.closed_at.is_(None)
+    )
+    rows = [PositionRow(*r) for r in session.execute(stmt)]
     cross_touched = any(p.mode == "cross" and p.symbol in symbols for p in rows)
     # A cross position's liquidation price depends on every other cross position of the account.
     return [p for p in rows if p.symbol in symbols or (cross_touched and p.mode == "cross")]
@@ -100,7 +106,7 @@ def changes_json(changes: Sequence[Change]) -> str:
     return json.dumps([{"kind": c.kind, "tier": c.tier, "field": c.field, "old": c.old, "new": c.new} for c in changes])
 
 
-def impact_row(p: Position, old: Assessment, new: Assessment, causes: str, result: PollResult) -> dict[str, Any]:
+def impact_row(p: LoggedPosition, old: Assessment, new: Assessment, causes: str, result: PollResult) -> dict[str, Any]:
     """One impact row; `causes` is the JSON list of the change records behind it (see `changes_json`)."""
     of, nf = old.figures, new.figures
     old_violation = bool(of and of.violation)
@@ -165,8 +171,7 @@ def compute_impacts(
             new_tables[(result.source, sym)] = u.new
     market = load_market(session, {(p.source, p.symbol) for p in positions}, result.started_at, fresh)
     money = wallets(session)
-    before = assess(positions, old_tables, market, money, threshold_adr=threshold_adr)
-    after = assess(positions, new_tables, market, money, threshold_adr=threshold_adr)
+    before, after = assess_under(positions, [old_tables, new_tables], market, money, threshold_adr=threshold_adr)
     causes = {sym: changes_json(u.changes) for sym, u in changed.items()}  # shared by a symbol's positions
     rows = []
     for p in positions:
