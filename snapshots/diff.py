@@ -9,6 +9,10 @@ differ, but how coarsely it reports that is its own business (deepdiff 9's `thre
 reports a tier, or the whole table, as one changed value once enough of it differs: a restructure such
 as one tier split into many). So each reported spot is expanded here, by comparing the two sides under
 it, into tier-level records; the records never depend on the granularity of the report.
+
+deepdiff is given each tier as one leaf, its fields' canonical text (`repr` of each float, as in the
+content hash): it then finds the tiers that were added, removed or changed with one comparison per tier
+instead of walking every field (a sixth of the time), and `_expand` compares the fields of each.
 """
 
 from __future__ import annotations
@@ -21,12 +25,19 @@ from deepdiff import DeepDiff
 from snapshots.model import TIER_FIELDS, Change, TierTable
 
 Shape = dict[int, dict[str, float]]
+Leaves = dict[int, str]
 #: (kind, tier, field) → (old, new): the records of one symbol, deduplicated.
 Found = dict[tuple[str, int, str | None], tuple[float | None, float | None]]
 
 
 def _shape(table: TierTable) -> Shape:
     return {t.tier: {f: float(getattr(t, f)) for f in TIER_FIELDS} for t in table.tiers}
+
+
+def _leaves(shape: Shape) -> Leaves:
+    """One text per tier, different whenever one of its fields is (repr round-trips a float). Texts that
+    differ for equal fields (-0.0 and 0.0) only make `_expand` compare, and find nothing to record."""
+    return {tier: ",".join(repr(v) for v in fields.values()) for tier, fields in shape.items()}
 
 
 def diff_tables(old: TierTable | None, new: TierTable | None) -> list[Change]:
@@ -46,7 +57,7 @@ def diff_tables(old: TierTable | None, new: TierTable | None) -> list[Change]:
         return []
     before, after = _shape(old), _shape(new)
     found: Found = {}
-    tree = DeepDiff(before, after, ignore_order=False, view="tree")
+    tree = DeepDiff(_leaves(before), _leaves(after), ignore_order=False, view="tree")
     for report in tree.values():
         for level in report:
             _expand(before, after, level.path(output_format="list"), found)
