@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from monitor.service.daemon import Daemon
     from monitor.service.httpserver import HealthServer
     from monitor.service.metrics import Metrics
-    from monitor.service.polling import Fetch
 
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 
@@ -31,7 +30,7 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="Run one full cycle, then exit (1 if anything failed).")] = False,
 ) -> None:
     """Run the monitor: poll, recompute positions, refresh market data and deliver alerts, until stopped."""
-    from monitor.exchanges import fetch_snapshot
+    from monitor.exchanges.clients import Clients
     from monitor.service import logs
     from monitor.service.daemon import Daemon
     from monitor.service.lock import writer_lock
@@ -43,13 +42,14 @@ def run(
     # Start-up checks come first, each a one-line error and exit 1: the health port is bound and the
     # database opened before anything is logged, locked or polled.
     server = None if once else _bind_health(settings, metrics)
+    # One client per source, its markets and parse cache, kept across the polls; closed when we stop.
+    clients = Clients(now=utcnow)
     try:
         engine = c.engine
         logs.setup(settings.log_format, settings.log_level, settings.secrets())
         _log_start(settings, server.url if server else None, once)
         lock = writer_lock(engine)
-        fetch: Fetch = lambda src, st: fetch_snapshot(src, st, now=utcnow)  # noqa: E731
-        daemon = Daemon(settings, engine, fetch, lock, utcnow, metrics=metrics)
+        daemon = Daemon(settings, engine, clients, lock, utcnow, metrics=metrics)
         if once:
             _run_once(daemon)
             return
@@ -61,6 +61,7 @@ def run(
             server.start()
         daemon.run_forever()
     finally:
+        clients.close()
         if server is not None:
             server.stop()
 
