@@ -194,7 +194,9 @@ def make_hook(ctx: ImpactContext) -> Callable[[Session, PollResult], None]:
     return hook
 
 
-def assess_now(session: Session, positions: list[Position], settings: Settings, now: datetime) -> dict[int, Assessment]:
+def assess_now(
+    session: Session, positions: Sequence[LoggedPosition], settings: Settings, now: datetime
+) -> dict[int, Assessment]:
     """Current figures of `positions`: the tables in force now, the cached (fresh) market data, the wallets."""
     tables: dict[Key, TierTable] = {}
     for source in {p.source for p in positions}:
