@@ -13,7 +13,8 @@ Sections (pick with --only; all by default):
 - bybit:    Bybit polls through the daemon's kept client (`Clients`) against a new client per poll:
             requests and time per poll, on the loopback fake with 500 symbols;
 - daemon:   `tierdrift run` (4 sources, ccxt for Bybit) in its own process against the fake, RSS sampled
-            every few seconds after warm-up; the slope of RSS over time with its 95% interval.
+            every few seconds after warm-up; the slope of RSS over time with its 95% interval
+            (--baseline-root DIR: the same for another checkout, e.g. main, in the same run).
 
 Every timed figure is a median over --runs runs. Results are written to bench/results/scale.json.
 
@@ -49,7 +50,7 @@ import bench_impacts as bi  # noqa: E402  (the impact benchmark's tables and pos
 from sqlmodel import Session  # noqa: E402
 
 from monitor.risk.impacts import ImpactContext, make_hook  # noqa: E402
-from snapshots.store import ApplyPolicy, apply_snapshot  # noqa: E402
+from snapshots.store import apply_snapshot  # noqa: E402
 
 
 def median(xs: list[float]) -> float:
@@ -74,43 +75,64 @@ def writer_waits(path: Path, stop: threading.Event, waits: list[float]) -> None:
         conn.close()
 
 
+class TimedHook:
+    """The impact hook, timing its `prepare` (outside the write transaction) and its write (inside)."""
+
+    def __init__(self) -> None:
+        self.inner = make_hook(ImpactContext(2.0))
+        self.prepare_ms = self.write_ms = 0.0
+
+    def prepare(self, engine: Any, snap: Any, started_at: datetime) -> None:
+        t0 = time.perf_counter()
+        self.inner.prepare(engine, snap, started_at)
+        self.prepare_ms = (time.perf_counter() - t0) * 1000
+
+    def __call__(self, session: Session, result: Any) -> None:
+        t0 = time.perf_counter()
+        self.inner(session, result)
+        self.write_ms = (time.perf_counter() - t0) * 1000
+
+
 def impacts(runs: int) -> dict[str, Any]:
+    from monitor.config.settings import Settings
+    from monitor.service.polling import poll_source
+
     out: dict[str, Any] = {}
     for positions in (10_000, 100_000):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "b.db"
             engine, symbols = bi.setup(f"sqlite:///{path}", 700, positions)
-            stores, hooks, max_waits = [], [], []
-            for run in range(runs if positions == 10_000 else max(1, runs // 2)):
+            totals, prepares, writes, max_waits, reused = [], [], [], [], []
+            for run in range(runs if positions == 10_000 else max(2, runs // 2)):
                 at = bi.T0 + timedelta(minutes=5 * (run + 1))
                 bi.fresh_market(engine, at)
-                hook = make_hook(ImpactContext(2.0))
+                snap = bi.snapshot(symbols, 1.1 if run % 2 == 0 else 1.0, at)
+                hook = TimedHook()
                 waits: list[float] = []
                 stop = threading.Event()
                 writer = threading.Thread(target=writer_waits, args=(path, stop, waits))
                 writer.start()
                 time.sleep(0.2)
-                with Session(engine) as s:
-                    t0 = time.perf_counter()
-                    snap = bi.snapshot(symbols, 1.1 if run % 2 == 0 else 1.0, at)
-                    result = apply_snapshot(s, snap, started_at=at, duration_ms=0, policy=ApplyPolicy())
-                    t1 = time.perf_counter()
-                    hook(s, result)
-                    s.commit()
-                    t2 = time.perf_counter()
+                t0 = time.perf_counter()
+                fetch, clock = (lambda _s, _st, snap=snap: snap), (lambda at=at: at)
+                result = poll_source(engine, Settings(), bi.SRC, fetch, clock=clock, hooks=[hook])
+                totals.append((time.perf_counter() - t0) * 1000)
                 time.sleep(0.2)
                 stop.set()
                 writer.join()
-                stores.append((t1 - t0) * 1000)
-                hooks.append((t2 - t1) * 1000)
+                assert result.outcome == "ok", result.error
+                prepares.append(hook.prepare_ms)
+                writes.append(hook.write_ms)
                 max_waits.append(max(waits))
+                reused.append(hook.inner.reused)
             engine.dispose()
         out[f"{positions}"] = {
-            "store_700_tables_median_ms": median(stores),
-            "impacts_median_ms": median(hooks),
-            "poll_total_median_ms": median([a + b for a, b in zip(stores, hooks, strict=True)]),
-            "cli_write_max_wait_ms": median(max_waits),
-            "runs": len(hooks),
+            "poll_total_median_ms": median(totals),
+            "impacts_prepare_median_ms": median(prepares),
+            "impacts_in_transaction_median_ms": median(writes),
+            "cli_write_max_wait_median_ms": median(max_waits),
+            "prepared_rows_used": all(reused),
+            "runs": len(totals),
         }
     return out
 
@@ -286,13 +308,13 @@ def slope(samples: list[tuple[float, float]]) -> tuple[float, float]:
     return b * 3600, 2.1 * se * 3600  # t(0.975, ~20 dof) ≈ 2.1
 
 
-def daemon(soak_seconds: float, warmup: float) -> dict[str, Any]:
+def daemon(soak_seconds: float, warmup: float, root: Path = ROOT) -> dict[str, Any]:
     from monitor.fake_exchange import FakeExchange, generate_tables
     from snapshots.model import SOURCES
 
     tables = {source: generate_tables(source, 300, seed=6) for source in SOURCES}
     with tempfile.TemporaryDirectory() as tmp, FakeExchange(tables=tables) as fake:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TIERDRIFT_CONFIG": str(Path(tmp) / "absent.toml"),
+        env = {**os.environ, "PYTHONPATH": str(root), "TIERDRIFT_CONFIG": str(Path(tmp) / "absent.toml"),
                "TIERDRIFT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'd.db'}", "TIERDRIFT_POLL_INTERVAL_SECONDS": "5",
                "TIERDRIFT_POLL_JITTER_SECONDS": "0", "TIERDRIFT_MARKET_INTERVAL_SECONDS": "10",
                "TIERDRIFT_WEB_PORT": "0", "TIERDRIFT_HTTP_TIMEOUT": "5"}  # fmt: skip
@@ -328,6 +350,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--soak-seconds", type=float, default=240.0)
     parser.add_argument("--warmup-seconds", type=float, default=40.0)
+    parser.add_argument("--baseline-root", type=Path, help="daemon: also measure the checkout at this path")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = parser.parse_args()
     random.seed(1)
@@ -346,6 +369,11 @@ def main() -> None:
             results[name] = bybit(args.runs)
         else:
             results[name] = daemon(args.soak_seconds, args.warmup_seconds)
+            if args.baseline_root:
+                results["daemon_baseline"] = {
+                    "root": str(args.baseline_root),
+                    **daemon(args.soak_seconds, args.warmup_seconds, args.baseline_root),
+                }
         print(name, json.dumps(results[name]), f"({time.perf_counter() - t0:.0f} s)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
