@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from snapshots.model import TIER_FIELDS, Change, TierTable
 
 Shape = dict[int, dict[str, float]]
@@ -55,6 +53,10 @@ def diff_tables(old: TierTable | None, new: TierTable | None) -> list[Change]:
         return [Change(old.source, old.symbol, "symbol_delisted")]
     if old.hash == new.hash:
         return []
+    # Imported here: deepdiff (with numpy, which it loads when installed) costs 0.3 s, and commands that
+    # only price positions (`positions list`) import this module without ever diffing.
+    from deepdiff import DeepDiff
+
     before, after = _shape(old), _shape(new)
     found: Found = {}
     tree = DeepDiff(_leaves(before), _leaves(after), ignore_order=False, view="tree")
