@@ -18,9 +18,10 @@ instead of walking every field (a sixth of the time), and `_expand` compares the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from snapshots.model import TIER_FIELDS, Change, TierTable
+from snapshots.model import TIER_FIELDS, Change, Tier, TierTable
 
 Shape = dict[int, dict[str, float]]
 Leaves = dict[int, str]
@@ -28,8 +29,8 @@ Leaves = dict[int, str]
 Found = dict[tuple[str, int, str | None], tuple[float | None, float | None]]
 
 
-def _shape(table: TierTable) -> Shape:
-    return {t.tier: {f: float(getattr(t, f)) for f in TIER_FIELDS} for t in table.tiers}
+def _shape(tiers: tuple[Tier, ...]) -> Shape:
+    return {t.tier: {f: float(getattr(t, f)) for f in TIER_FIELDS} for t in tiers}
 
 
 def _leaves(shape: Shape) -> Leaves:
@@ -53,6 +54,14 @@ def diff_tables(old: TierTable | None, new: TierTable | None) -> list[Change]:
         return [Change(old.source, old.symbol, "symbol_delisted")]
     if old.hash == new.hash:
         return []
+    return list(_changes(new.source, new.symbol, old.tiers, new.tiers))
+
+
+@lru_cache(maxsize=2048)
+def _changes(source: str, symbol: str, old: tuple[Tier, ...], new: tuple[Tier, ...]) -> tuple[Change, ...]:
+    """The records of one pair of tier tuples, remembered: a poll prices its impacts before its write
+    transaction and stores its versions in it, and both need the same diffs (the second time is free,
+    which keeps the write transaction short). Keyed by the tiers themselves, so nothing is ever guessed."""
     # Imported here: deepdiff (with numpy, which it loads when installed) costs 0.3 s, and commands that
     # only price positions (`positions list`) import this module without ever diffing.
     from deepdiff import DeepDiff
@@ -65,11 +74,11 @@ def diff_tables(old: TierTable | None, new: TierTable | None) -> list[Change]:
             _expand(before, after, level.path(output_format="list"), found)
     field_order = {f: i for i, f in enumerate(TIER_FIELDS)}
     out = [
-        Change(new.source, new.symbol, kind, tier=tier, field=field, old=o, new=n)
+        Change(source, symbol, kind, tier=tier, field=field, old=o, new=n)
         for (kind, tier, field), (o, n) in found.items()
     ]
     out.sort(key=lambda c: (c.tier or 0, c.kind, field_order.get(c.field or "", -1)))
-    return out
+    return tuple(out)
 
 
 def _expand(before: Shape, after: Shape, path: Sequence[Any], found: Found) -> None:
