@@ -14,8 +14,10 @@ otherwise it computes them there, as before. Either way they are written in the 
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -157,10 +159,31 @@ def impact_row(p: LoggedPosition, old: Assessment, new: Assessment, causes: str,
     }
 
 
+@contextmanager
+def _bulk() -> Iterator[None]:
+    """Pause the cyclic garbage collector while pricing many positions: they allocate a few objects each
+    and form no reference cycles, and the collector would walk the growing heap again and again (a third
+    of the time at 100,000 positions). Whatever it would have found is collected afterwards."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 def compute_impacts(
     session: Session, result: PollResult, threshold_adr: float, fresh: Freshness | None = None
 ) -> list[dict[str, Any]]:
     """Impact rows for every open position on a symbol this poll changed (not yet written)."""
+    with _bulk():
+        return _compute(session, result, threshold_adr, fresh)
+
+
+def _compute(
+    session: Session, result: PollResult, threshold_adr: float, fresh: Freshness | None
+) -> list[dict[str, Any]]:
     changed = {u.symbol: u for u in result.updates if u.changes}
     if result.outcome != "ok" or not changed or result.baseline:
         return []
@@ -315,4 +338,5 @@ def assess_now(
         for sym, table in tables_at(session.connection(), source, now).items():
             tables[(source, sym)] = table
     market = load_market(session, {(p.source, p.symbol) for p in positions}, now, freshness(settings))
-    return assess(positions, tables, market, wallets(session), threshold_adr=settings.violation_threshold_adr)
+    with _bulk():
+        return assess(positions, tables, market, wallets(session), threshold_adr=settings.violation_threshold_adr)

@@ -161,3 +161,18 @@ def test_an_unchanged_poll_prepares_nothing(book: Engine) -> None:
     result = poll(book, [hook], scale=1.0)
     assert result.outcome == "ok" and not result.changes
     assert hook.prepared is None and impacts(book) == []
+
+
+def test_pricing_leaves_the_garbage_collector_as_it_found_it(book: Engine) -> None:
+    import gc
+
+    assert gc.isenabled()
+    hook = make_hook(ImpactContext(2.0))
+    poll(book, [hook])
+    assert gc.isenabled() and len(impacts(book)) == 12
+    gc.disable()
+    try:
+        poll(book, [make_hook(ImpactContext(2.0))], scale=1.3)
+        assert not gc.isenabled()  # not switched on behind the back of whoever turned it off
+    finally:
+        gc.enable()
