@@ -303,7 +303,8 @@ class ImpactHook:
             rows = compute_impacts(session, result, self.ctx.threshold_adr, self.ctx.freshness)
         if rows:
             # Core executemany on the table: the ORM's bulk path costs a third more for 10,000 rows.
-            session.execute(insert(Impact.__table__), rows)  # type: ignore[attr-defined]
+            with _bulk():  # its parameters are 100,000 small dicts too, under the write lock
+                session.execute(insert(Impact.__table__), rows)  # type: ignore[attr-defined]
         for sink in self.ctx.sinks:
             sink(session, result, rows)
 
