@@ -8,11 +8,19 @@ One parser per payload shape (domain doc §1 and §7):
 - `parse_ccxt_tiers`: ccxt-unified `fetch_leverage_tiers()` output, as archived in JSON files.
 
 Each returns `{symbol: TierTable}` or raises `PayloadError`/`InvalidTable` naming the first bad entry.
+
+Each also takes an optional `ParseCache`, held by whoever parses the same source again and again (the
+daemon's fetchers, an import of many files). An entry whose canonical hash equals the one its symbol's
+cached table was parsed from is that table again: it is reused instead of being parsed and validated
+once more. Anything else, a new symbol or an entry differing in any value, goes through the full parse
+and validation, and the stored-hash comparison of `snapshots.store` follows either way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import marshal
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -74,6 +82,103 @@ def _raw(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
+def _canon(value: Any) -> Any:
+    """`value` with the noise of its JSON text taken out: numbers as floats (1 and 1.0, -0.0 and 0), so
+    that `_raw` of it is one text per meaning. Only what the parsers read the same way is merged: booleans,
+    strings and integers beyond a float's exact range are kept as they are."""
+    kind = type(value)
+    if kind is float:
+        return value + 0.0  # -0.0 + 0.0 is 0.0
+    if kind is int:
+        return float(value) if -(2**53) <= value <= 2**53 else value
+    if kind is dict:
+        return {k: _canon(v) for k, v in value.items()}
+    if kind is list:
+        return [_canon(v) for v in value]
+    return value
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def _exact(entry: Any) -> bytes:
+    """A digest of `entry` exactly as decoded: types (1, 1.0, True), values and key order. marshal
+    version 2 writes no back-references, so equal values give equal bytes; it is a faithful encoding, so
+    different values never do (and it is five times faster than any text form)."""
+    try:
+        return hashlib.blake2b(marshal.dumps(entry, 2), digest_size=16).digest()
+    except ValueError:  # nested too deep to marshal: never matches, so it is parsed (and refused) in full
+        return b""
+
+
+class ParseCache:
+    """The last table parsed for each raw symbol id of one source, with the hashes of its entry.
+
+    An entry is known when the hash of its exact decoded value (`_exact`: types, values, key order), or
+    else of its canonical form (`_canon` then sorted keys: key order, number formatting and -0 do not
+    count), equals that of the entry the table was parsed from. The symbol the table carries must also
+    be the one the entry maps to now. `sweep`, after each whole payload, drops the ids it no longer
+    lists, so the cache holds one table per listed symbol at most.
+    """
+
+    def __init__(self) -> None:
+        self._tables: dict[str, tuple[bytes, bytes, TierTable]] = {}
+        self._seen: set[str] = set()
+        self._last: tuple[str, bytes, bytes | None] = ("", b"", None)  # the entry `known` just missed
+        self.hits = self.misses = 0
+
+    def known(self, raw_id: str, entry: Any, symbol: str) -> TierTable | None:
+        """The cached table of `raw_id` if `entry` is the one it was parsed from, else None."""
+        self._seen.add(raw_id)
+        exact = _exact(entry)
+        found = self._tables.get(raw_id)
+        canonical = None
+        if found is not None and found[2].symbol == symbol:
+            if exact and exact == found[0]:
+                self.hits += 1
+                return found[2]
+            canonical = _digest(_raw(_canon(entry)))
+            if canonical == found[1]:
+                self.hits += 1
+                return found[2]
+        self.misses += 1
+        self._last = (raw_id, exact, canonical)
+        return None
+
+    def remember(self, raw_id: str, entry: Any, table: TierTable) -> None:
+        """Cache `table` as what `entry` parses to (call only after it parsed and validated)."""
+        self._seen.add(raw_id)
+        last_id, exact, canonical = self._last
+        if last_id != raw_id:
+            exact, canonical = _exact(entry), None
+        self._tables[raw_id] = (exact, canonical or _digest(_raw(_canon(entry))), table)
+
+    def sweep(self) -> None:
+        """After a whole payload parsed: forget the ids it did not list."""
+        for gone in self._tables.keys() - self._seen:
+            del self._tables[gone]
+        self._seen = set()
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+
+def _known(cache: ParseCache | None, raw_id: str, entry: Any, symbol: str) -> TierTable | None:
+    return None if cache is None else cache.known(raw_id, entry, symbol)
+
+
+def _remember(cache: ParseCache | None, raw_id: str, entry: Any, table: TierTable) -> TierTable:
+    if cache is not None:
+        cache.remember(raw_id, entry, table)
+    return table
+
+
+def _sweep(cache: ParseCache | None) -> None:
+    if cache is not None:
+        cache.sweep()
+
+
 def _mapping(obj: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(obj, Mapping):
         raise PayloadError(f"{what} is {type(obj).__name__}, not an object")
@@ -99,7 +204,9 @@ def _put(out: dict[str, TierTable], table: TierTable, what: str) -> None:
 # -- Binance signed endpoints ----------------------------------------------------------------------
 
 
-def parse_binance_brackets(source: str, payload: Any, symbol_of: SymbolMap | None = None) -> dict[str, TierTable]:
+def parse_binance_brackets(
+    source: str, payload: Any, symbol_of: SymbolMap | None = None, cache: ParseCache | None = None
+) -> dict[str, TierTable]:
     """`[{symbol, notionalCoef?, brackets: [{bracket, initialLeverage, notionalFloor|qtyFloor, ...}]}]`."""
     symbol_of = symbol_of or _identity_map(source)
     unit = unit_for(source)
@@ -110,6 +217,10 @@ def parse_binance_brackets(source: str, payload: Any, symbol_of: SymbolMap | Non
         if not isinstance(raw_id, str) or not raw_id:
             raise PayloadError(f"entry {i}: missing symbol")
         symbol = symbol_of(raw_id)
+        known = _known(cache, raw_id, entry, symbol)
+        if known is not None:
+            _put(out, known, raw_id)
+            continue
         coef = entry.get("notionalCoef")
         rows = []
         for b in _list(entry.get("brackets"), f"{raw_id} brackets"):
@@ -125,25 +236,19 @@ def parse_binance_brackets(source: str, payload: Any, symbol_of: SymbolMap | Non
                     max_leverage=_req(b.get("initialLeverage"), f"{where} initialLeverage"),
                 )
             )
-        _put(
-            out,
-            build_table(
-                source,
-                symbol,
-                unit,
-                rows,
-                raw=_raw(entry),
-                notional_coef=None if coef is None else number(coef, f"{raw_id} notionalCoef"),
-            ),
-            raw_id,
-        )
+        coef_value = None if coef is None else number(coef, f"{raw_id} notionalCoef")
+        table = build_table(source, symbol, unit, rows, raw=_raw(entry), notional_coef=coef_value)
+        _put(out, _remember(cache, raw_id, entry, table), raw_id)
+    _sweep(cache)
     return out
 
 
 # -- Binance keyless web endpoint -------------------------------------------------------------------
 
 
-def parse_binance_web(source: str, payload: Any, symbol_of: SymbolMap | None = None) -> dict[str, TierTable]:
+def parse_binance_web(
+    source: str, payload: Any, symbol_of: SymbolMap | None = None, cache: ParseCache | None = None
+) -> dict[str, TierTable]:
     """`{data: {brackets: [{symbol, riskBrackets: [{bracketSeq, bracketNotionalFloor, ...}]}]}}`."""
     symbol_of = symbol_of or _identity_map(source)
     unit = unit_for(source)
@@ -157,6 +262,14 @@ def parse_binance_web(source: str, payload: Any, symbol_of: SymbolMap | None = N
         raw_id = entry.get("symbol")
         if not isinstance(raw_id, str) or not raw_id:
             raise PayloadError(f"data.brackets[{i}]: missing symbol")
+        symbol = symbol_of(raw_id)
+        # `updateTime` says when Binance last touched the entry; it is no part of the table, so a new one
+        # alone does not make the entry new.
+        keyed = {k: v for k, v in entry.items() if k != "updateTime"}
+        known = _known(cache, raw_id, keyed, symbol)
+        if known is not None:
+            _put(out, known, raw_id)
+            continue
         rows = []
         for b in _list(entry.get("riskBrackets"), f"{raw_id} riskBrackets"):
             b = _mapping(b, f"{raw_id} riskBracket")
@@ -175,7 +288,9 @@ def parse_binance_web(source: str, payload: Any, symbol_of: SymbolMap | None = N
                     max_leverage=_req(b.get("maxOpenPosLeverage"), f"{where} maxOpenPosLeverage"),
                 )
             )
-        _put(out, build_table(source, symbol_of(raw_id), unit, rows, raw=_raw(entry)), raw_id)
+        table = build_table(source, symbol, unit, rows, raw=_raw(entry))
+        _put(out, _remember(cache, raw_id, keyed, table), raw_id)
+    _sweep(cache)
     return out
 
 
@@ -207,8 +322,12 @@ def _bybit_scale(symbol: str, rows: list[Mapping[str, Any]]) -> float:
     raise PayloadError(f"{symbol}: maintenanceMargin looks like a percent but initialMargin is missing")
 
 
-def parse_bybit_risk_limits(source: str, rows: Any, symbol_of: SymbolMap | None = None) -> dict[str, TierTable]:
-    """Rows of `result.list` from every page: `{id, symbol, riskLimitValue, maintenanceMargin, ...}`."""
+def parse_bybit_risk_limits(
+    source: str, rows: Any, symbol_of: SymbolMap | None = None, cache: ParseCache | None = None
+) -> dict[str, TierTable]:
+    """Rows of `result.list` from every page: `{id, symbol, riskLimitValue, maintenanceMargin, ...}`.
+
+    A symbol's rows, in the order given, are its entry for the cache."""
     symbol_of = symbol_of or _identity_map(source)
     unit = unit_for(source)
     by_symbol: dict[str, list[Mapping[str, Any]]] = {}
@@ -219,9 +338,14 @@ def parse_bybit_risk_limits(source: str, rows: Any, symbol_of: SymbolMap | None 
             raise PayloadError(f"row {i}: missing symbol")
         by_symbol.setdefault(raw_id, []).append(row)
     out: dict[str, TierTable] = {}
-    for raw_id, recs in by_symbol.items():
-        scale = _bybit_scale(raw_id, recs)
-        recs = sorted(recs, key=lambda r: _req(r.get("riskLimitValue"), f"{raw_id} riskLimitValue"))
+    for raw_id, group in by_symbol.items():
+        symbol = symbol_of(raw_id)
+        known = _known(cache, raw_id, group, symbol)
+        if known is not None:
+            _put(out, known, raw_id)
+            continue
+        scale = _bybit_scale(raw_id, group)
+        recs = sorted(group, key=lambda r: _req(r.get("riskLimitValue"), f"{raw_id} riskLimitValue"))
         parsed = []
         floor = 0.0
         for r in recs:
@@ -240,7 +364,9 @@ def parse_bybit_risk_limits(source: str, rows: Any, symbol_of: SymbolMap | None 
                 )
             )
             floor = cap
-        _put(out, build_table(source, symbol_of(raw_id), unit, parsed, raw=_raw(recs)), raw_id)
+        table = build_table(source, symbol, unit, parsed, raw=_raw(recs))
+        _put(out, _remember(cache, raw_id, group, table), raw_id)
+    _sweep(cache)
     return out
 
 
@@ -252,7 +378,7 @@ _RATE = ("maintenanceMarginRate", "maintenanceMarginRatio")
 _INFO_AMOUNT = ("cum", "mmDeduction", "cumFastMaintenanceAmount")
 
 
-def parse_ccxt_tiers(source: str, payload: Any) -> dict[str, TierTable]:
+def parse_ccxt_tiers(source: str, payload: Any, cache: ParseCache | None = None) -> dict[str, TierTable]:
     """`{symbol: [{tier, minNotional, maxNotional, maintenanceMarginRate, maxLeverage, info}]}`.
 
     Accepts the older key names of early archives and numbers or numeric strings anywhere. The
@@ -263,6 +389,10 @@ def parse_ccxt_tiers(source: str, payload: Any) -> dict[str, TierTable]:
     out: dict[str, TierTable] = {}
     for key, tiers in _mapping(payload, "file").items():
         symbol = canonical_symbol(source, str(key))
+        known = _known(cache, str(key), tiers, symbol)
+        if known is not None:
+            _put(out, known, str(key))
+            continue
         rows = []
         for i, t in enumerate(_list(tiers, f"{key}")):
             t = _mapping(t, f"{key} tier {i + 1}")
@@ -283,5 +413,7 @@ def parse_ccxt_tiers(source: str, payload: Any) -> dict[str, TierTable]:
                     max_leverage=_req(t.get("maxLeverage"), f"{where} maxLeverage"),
                 )
             )
-        _put(out, build_table(source, symbol, unit, rows, raw=_raw(tiers)), str(key))
+        table = build_table(source, symbol, unit, rows, raw=_raw(tiers))
+        _put(out, _remember(cache, str(key), tiers, table), str(key))
+    _sweep(cache)
     return out

@@ -169,6 +169,12 @@ def _current(session: Session, source: str) -> dict[str, tuple[int, str]]:
     return {sym: (vid, h) for sym, vid, h in session.execute(stmt)}
 
 
+def current_versions(session: Session, source: str) -> dict[str, tuple[int, str]]:
+    """Symbol → (version id, content hash) of every table of `source` in force now: what a snapshot is
+    compared with (read only, so a caller may ask before its write transaction)."""
+    return _current(session, source)
+
+
 def _symbols_hash(symbols: Iterable[str]) -> str:
     return hashlib.blake2b("\n".join(sorted(symbols)).encode(), digest_size=16).hexdigest()
 

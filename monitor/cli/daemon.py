@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from monitor.service.daemon import Daemon
     from monitor.service.httpserver import HealthServer, Served
     from monitor.service.metrics import Metrics
-    from monitor.service.polling import Fetch
 
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 
@@ -33,7 +32,7 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="Run one full cycle, then exit (1 if anything failed).")] = False,
 ) -> None:
     """Run the monitor: poll, recompute positions, refresh market data and deliver alerts, until stopped."""
-    from monitor.exchanges import fetch_snapshot
+    from monitor.exchanges.clients import Clients
     from monitor.service import logs
     from monitor.service.daemon import Daemon
     from monitor.service.lock import writer_lock
@@ -47,14 +46,15 @@ def run(
     # locked or polled. `--once` serves nothing.
     server = None if once else _bind_health(settings, metrics)
     web = None
+    # One client per source, its markets and parse cache, kept across the polls; closed when we stop.
+    clients = Clients(now=utcnow)
     try:
         web = None if once else _bind_web(settings)
         engine = c.engine
         logs.setup(settings.log_format, settings.log_level, settings.secrets())
         _log_start(settings, server.url if server else None, once, _web_address(settings, web))
         lock = writer_lock(engine)
-        fetch: Fetch = lambda src, st: fetch_snapshot(src, st, now=utcnow)  # noqa: E731
-        daemon = Daemon(settings, engine, fetch, lock, utcnow, metrics=metrics)
+        daemon = Daemon(settings, engine, clients, lock, utcnow, metrics=metrics)
         if once:
             _run_once(daemon)
             return
@@ -68,6 +68,7 @@ def run(
             web.start(_web_app(settings, engine, daemon))
         daemon.run_forever()
     finally:
+        clients.close()
         for served in (web, server):
             if served is not None:
                 served.stop()

@@ -7,7 +7,7 @@ commands costs nothing to read-only commands such as `tiers`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -16,9 +16,6 @@ from monitor.cli import output
 from monitor.service import shapes
 from snapshots.numbers import num, pct
 from snapshots.timefmt import utcnow
-
-if TYPE_CHECKING:
-    pass
 
 positions_app = typer.Typer(help="Log open positions and see their liquidation risk.", no_args_is_help=True)
 account_app = typer.Typer(help="Cross-margin account settings.", no_args_is_help=True)
@@ -32,6 +29,8 @@ ContractSize = Annotated[
     float | None, typer.Option("--contract-size", help="Face value of one inverse contract in USD.")
 ]
 Adr = Annotated[float | None, typer.Option("--adr", help="Average daily range to use instead of the market's.")]
+#: Rows `positions list` shows as a table by default.
+LIST_LIMIT = 100
 
 
 def _print_positions(rows: list[dict[str, Any]]) -> None:
@@ -106,9 +105,15 @@ def close(ctx: typer.Context, position_id: cli_context.IdArg) -> None:
 def list_(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help="Include closed positions.")] = False,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", min=0, max=cli_context.MAX_INT, help="Show at most this many rows (0: all); --json lists all."
+        ),
+    ] = LIST_LIMIT,
     as_json: cli_context.JsonOpt = False,
 ) -> None:
-    """Open positions with their current risk figures."""
+    """Open positions with their current risk figures (the first `--limit` as a table, with a count of the rest)."""
     from sqlmodel import Session
 
     c = cli_context.get(ctx)
@@ -119,7 +124,17 @@ def list_(
     elif not data:
         output.console().print("no open positions; add one with `tierdrift positions add`")
     else:
-        _print_positions(data)
+        # A table of 10,000 rows takes Rich 20 s to lay out and nobody reads it: show the first rows,
+        # then what the rest hold and how to see them.
+        shown = data if limit == 0 else data[:limit]
+        _print_positions(shown)
+        if len(shown) < len(data):
+            rest = data[len(shown) :]
+            flagged = sum(1 for r in rest if r["violation"])
+            output.console().print(
+                f"… {len(rest):,} more ({flagged:,} of them violating the margin rule): "
+                "--limit N to show more, --limit 0 for all, --json for every figure"
+            )
 
 
 @positions_app.command("show")

@@ -25,6 +25,7 @@ from monitor.config.settings import Settings
 from monitor.exchanges.binance import fetch_binance
 from monitor.exchanges.bybit import fetch_bybit
 from monitor.exchanges.errors import FetchError
+from monitor.exchanges.kept import Kept
 from snapshots.model import Snapshot
 
 __all__ = ["FetchError", "fetch_snapshot"]
@@ -36,14 +37,16 @@ def fetch_snapshot(
     *,
     now: Callable[[], datetime],
     sleep: Callable[[float], None] = time.sleep,
+    kept: Kept | None = None,
 ) -> Snapshot:
     """Every tier table of `source` as the exchange serves it now.
 
     `taken_at` is `now()` when the fetch starts (the project's clocks return aware UTC). `sleep` is how
-    Bybit's page retries wait; tests pass a recorder.
+    Bybit's page retries wait; tests pass a recorder. `kept` is the source's client, markets and parse
+    cache to reuse (`monitor.exchanges.clients.Clients` keeps one per source for the daemon).
     """
     if source.startswith("binance-"):
-        return fetch_binance(source, settings, now=now)
+        return fetch_binance(source, settings, now=now, kept=kept)
     if source.startswith("bybit-"):
-        return fetch_bybit(source, settings, now=now, sleep=sleep)
+        return fetch_bybit(source, settings, now=now, sleep=sleep, kept=kept)
     raise FetchError(f"unknown source {source!r}")

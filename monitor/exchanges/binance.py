@@ -33,6 +33,7 @@ from monitor.exchanges.errors import (
     read_ccxt,
     retry_after,
 )
+from monitor.exchanges.kept import Kept, ids_of
 from snapshots.model import Snapshot, TierTable
 from snapshots.parse import parse_binance_brackets, parse_binance_web
 from snapshots.symbols import canonical_symbol
@@ -60,21 +61,29 @@ WEB_PATHS: dict[str, str] = {
 }
 
 
-def fetch_binance(source: str, settings: Settings, *, now: Callable[[], datetime]) -> Snapshot:
+def fetch_binance(
+    source: str, settings: Settings, *, now: Callable[[], datetime], kept: Kept | None = None
+) -> Snapshot:
     """Every tier table of `source` ("binance-usdm" or "binance-coinm"), signed when a key is configured.
 
     Raises `FetchError` naming the host for transport and exchange failures (`GeoBlocked` for HTTP 451,
     which rests the source), `PayloadError`/`InvalidTable` (naming the symbol) for a table that breaks
-    domain doc §1. `taken_at` is `now()` when the fetch starts.
+    domain doc §1. `taken_at` is `now()` when the fetch starts. With `kept` (the daemon's, see
+    `monitor.exchanges.kept`), its client, markets and parse cache are used and updated.
     """
     if source not in _SIGNED:
         raise FetchError(f"unknown Binance source {source!r}")
     keyed = settings.binance.has_key
     host = host_of(signed_base(source, settings) if keyed else settings.endpoints.binance_web)
+    once = Kept() if kept is None else None  # a one-off fetch closes its client when done
+    use = kept or once or Kept()
     try:
-        return _fetch_signed(source, settings, now=now) if keyed else _fetch_web(source, settings, now=now)
+        return _fetch_signed(source, settings, now, use) if keyed else _fetch_web(source, settings, now, use)
     except FetchError as exc:
         raise exc.at(host) from None
+    finally:
+        if once is not None:
+            once.drop()
 
 
 def signed_base(source: str, settings: Settings) -> str:
@@ -127,22 +136,30 @@ def _signed_exchange(spec: _Signed, settings: Settings) -> Any:
     return exchange
 
 
-def _fetch_signed(source: str, settings: Settings, *, now: Callable[[], datetime]) -> Snapshot:
+def _fetch_signed(source: str, settings: Settings, now: Callable[[], datetime], kept: Kept) -> Snapshot:
     import ccxt  # lazily: see the module docstring
 
     spec = _SIGNED[source]
     secrets = _credentials(settings)
     taken_at = now()
-    exchange = _signed_exchange(spec, settings)
+    exchange = kept.client_for(settings, lambda: _signed_exchange(spec, settings))
+    due = kept.markets_due(taken_at)
     try:
-        exchange.load_markets()
+        if due:
+            exchange.load_markets(reload=True)
         payload = getattr(exchange, spec.method)()
+        entries = _bracket_list(payload)
+        ids = ids_of(entries)
+        if not due and kept.new_ids(exchange.markets_by_id, ids):  # a new listing: name it as ccxt does
+            exchange.load_markets(reload=True)
+            due = True
     except ccxt.BaseError as exc:
         # `from None`: the ccxt message carries the signed URL, which must not reach a traceback.
         raise signed_failure(exc, exchange, settings, secrets) from None
-    entries = _bracket_list(payload)
+    if due:
+        kept.loaded(taken_at, exchange.markets_by_id, ids)
     symbol_of = MarketSymbols(source, exchange.markets_by_id)
-    tables = parse_binance_brackets(source, entries, symbol_of)
+    tables = parse_binance_brackets(source, entries, symbol_of, kept.cache)
     return _snapshot(source, taken_at, spec.provenance, tables, symbol_of.warnings())
 
 
@@ -205,20 +222,21 @@ def _snapshot(
 # -- keyless web endpoint through httpx --------------------------------------------------------------
 
 
-def _fetch_web(source: str, settings: Settings, *, now: Callable[[], datetime]) -> Snapshot:
+def _fetch_web(source: str, settings: Settings, now: Callable[[], datetime], kept: Kept) -> Snapshot:
     import httpx  # lazily: see the module docstring
 
     url = settings.endpoints.binance_web.rstrip("/") + WEB_PATHS[source]
     taken_at = now()
+    client = kept.client_for(settings, httpx.Client)  # keeps its connection between the daemon's polls
     try:
-        response = httpx.post(url, json={}, timeout=settings.http_timeout)
+        response = client.post(url, json={}, timeout=settings.http_timeout)
     except httpx.HTTPError as exc:
         raise from_httpx(exc, timeout=settings.http_timeout, exchange="Binance") from None
     body = web_body(response.status_code, response.text)
     if _web_brackets_empty(body):
         raise EmptyResult("empty table list")
     # The web endpoint's ids are plain exchange ids; no ccxt here, so they are named by their shape.
-    tables = parse_binance_web(source, body, lambda key: canonical_symbol(source, key))
+    tables = parse_binance_web(source, body, lambda key: canonical_symbol(source, key), kept.cache)
     return _snapshot(source, taken_at, "binance-web", tables, ())
 
 

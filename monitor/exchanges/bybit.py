@@ -45,6 +45,7 @@ from monitor.exchanges.errors import (
     read_ccxt,
     retry_after,
 )
+from monitor.exchanges.kept import Kept, ids_of
 from snapshots.model import Snapshot
 from snapshots.parse import parse_bybit_risk_limits
 
@@ -74,38 +75,55 @@ def fetch_bybit(
     *,
     now: Callable[[], datetime],
     sleep: Sleep = time.sleep,
+    kept: Kept | None = None,
 ) -> Snapshot:
     """Every tier table of `source` ("bybit-linear" or "bybit-inverse").
 
     Raises `FetchError` naming the host (after `settings.bybit_page_retries` retries of a retryable
     failure, waiting with `sleep`; never retried when Bybit asks to rest) or `PayloadError`/`InvalidTable`
     naming the symbol. `taken_at` is `now()` when the fetch starts; `now` also dates Bybit's reset header.
+    With `kept` (the daemon's, see `monitor.exchanges.kept`), its client, markets and parse cache are used
+    and updated; without, a new client loads the markets.
     """
     category = CATEGORIES.get(source)
     if category is None:
         raise FetchError(f"unknown Bybit source {source!r}")
+    once = Kept() if kept is None else None  # a one-off fetch closes its client when done
     try:
-        return _fetch(source, category, settings, now=now, sleep=sleep)
+        return _fetch(source, category, settings, now=now, sleep=sleep, kept=kept or once or Kept())
     except FetchError as exc:
         raise exc.at(host_of(settings.endpoints.bybit)) from None
+    finally:
+        if once is not None:
+            once.drop()
 
 
-def _fetch(source: str, category: str, settings: Settings, *, now: Callable[[], datetime], sleep: Sleep) -> Snapshot:
+def _fetch(
+    source: str, category: str, settings: Settings, *, now: Callable[[], datetime], sleep: Sleep, kept: Kept
+) -> Snapshot:
     taken_at = now()
-    exchange = _exchange(settings, category)
+    exchange = kept.client_for(settings, lambda: _exchange(settings, category))
 
     def retrying(call: Callable[[], T]) -> T:
         return call_with_retries(call, exchange=exchange, settings=settings, sleep=sleep, now=now)
 
-    retrying(exchange.load_markets)
+    due = kept.markets_due(taken_at)
+    if due:
+        retrying(lambda: exchange.load_markets(reload=True))
 
     def fetch_page(cursor: str, page: int) -> tuple[list[Any], str]:
         params = {"category": category, **({"cursor": cursor} if cursor else {})}
         return retrying(lambda: page_rows(exchange.publicGetV5MarketRiskLimit(params), page))
 
     rows = collect_pages(fetch_page, settings.bybit_max_pages)
+    ids = ids_of(rows)
+    if not due and kept.new_ids(exchange.markets_by_id, ids):  # a new listing: name it as ccxt does
+        retrying(lambda: exchange.load_markets(reload=True))
+        due = True
+    if due:
+        kept.loaded(taken_at, exchange.markets_by_id, ids)
     symbol_of = MarketSymbols(source, exchange.markets_by_id)
-    tables = parse_bybit_risk_limits(source, rows, symbol_of)
+    tables = parse_bybit_risk_limits(source, rows, symbol_of, kept.cache)
     return Snapshot(
         source=source, taken_at=taken_at, provenance="bybit-v5", tables=tables, warnings=symbol_of.warnings()
     )

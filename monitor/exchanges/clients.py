@@ -2,6 +2,7 @@
 
     public_client(source, settings) -> ccxt exchange
     client_failure(source, exc, exchange, settings, now=...) -> FetchError   (named by `public_host`)
+    Clients(now=...)(source, settings) -> Snapshot   (the daemon's fetch: clients and markets kept)
 
 | source          | ccxt class     | markets it loads                                  |
 |-----------------|----------------|---------------------------------------------------|
@@ -20,7 +21,9 @@ must stay cheap to import for commands that only read the database.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +31,8 @@ from monitor.config.settings import Settings
 from monitor.exchanges.binance import REAL_DAPI, REAL_FAPI, rebased_urls, signed_base
 from monitor.exchanges.bybit import bybit_failure
 from monitor.exchanges.errors import FetchError, from_ccxt, host_of
+from monitor.exchanges.kept import Kept
+from snapshots.model import Snapshot
 
 #: The ccxt class of each source, and the Bybit category whose markets it loads (None for Binance).
 CLASSES: dict[str, tuple[str, str | None]] = {
@@ -90,3 +95,35 @@ def client_failure(
     else:
         err = from_ccxt(exc, timeout=settings.http_timeout, secrets=secrets)
     return err.at(public_host(source, settings))
+
+
+class Clients:
+    """The daemon's fetch: one `Kept` per source (client, loaded markets, parse cache) across its polls.
+
+    A fetch that raises drops that source's client and markets, so that a client left in a bad state (a
+    half-read connection, a session ccxt gave up on) is never used again: the next poll builds a new one.
+    `close` closes every client; the daemon calls it when it stops. Polls of different sources may run
+    at once (one thread each); one source's polls never overlap (the scheduler runs one at a time).
+    """
+
+    def __init__(self, *, now: Callable[[], datetime], sleep: Callable[[float], None] = time.sleep) -> None:
+        self.now = now
+        self.sleep = sleep
+        self.kept: dict[str, Kept] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, source: str, settings: Settings) -> Snapshot:
+        from monitor.exchanges import fetch_snapshot
+
+        with self._lock:
+            kept = self.kept.setdefault(source, Kept())
+        try:
+            return fetch_snapshot(source, settings, now=self.now, sleep=self.sleep, kept=kept)
+        except BaseException:
+            kept.drop()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for kept in self.kept.values():
+                kept.drop()

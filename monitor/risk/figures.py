@@ -2,7 +2,8 @@
 
 `assess` prices many positions at once. Cross positions of one Binance USDⓈ-M account need the other
 positions' maintenance margin and PnL (TMM1, UPNL1); these are summed once per account and each
-position's own share is subtracted, so 10,000 positions cost O(n), not O(n²).
+position's own share is subtracted, so 10,000 positions cost O(n), not O(n²). Each table is prepared
+once (`columns.Ladder`) and every position priced on the column path, whose figures equal the engine's.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from monitor.risk import columns
+from monitor.risk.columns import Ladder
 from monitor.risk.liquidation import (
     CrossAccount,
     PositionError,
     PositionSpec,
     RiskFigures,
-    liquidation,
     maintenance_margin,
     unrealised_pnl,
 )
@@ -95,8 +97,21 @@ def spec_of(p: LoggedPosition) -> PositionSpec:
     )
 
 
+class _Ladders(dict[Key, Ladder | None]):
+    """The `Ladder` of each table, prepared on first use (None: no table for that key)."""
+
+    def __init__(self, tables: Mapping[Key, TierTable]) -> None:
+        super().__init__()
+        self.tables = tables
+
+    def __missing__(self, key: Key) -> Ladder | None:
+        table = self.tables.get(key)
+        lad = self[key] = None if table is None else columns.ladder(table)
+        return lad
+
+
 def _cross_parts(
-    positions: Iterable[LoggedPosition], tables: Mapping[Key, TierTable], market: Mapping[Key, Market]
+    positions: Iterable[LoggedPosition], ladders: _Ladders, market: Mapping[Key, Market]
 ) -> tuple[dict[str, tuple[float, float]], dict[int, tuple[float, float]], dict[str, str]]:
     """Per source: (ΣMM, ΣPnL) of its cross positions; per position its own share; and blocked sources."""
     totals: dict[str, tuple[float, float]] = {}
@@ -107,13 +122,14 @@ def _cross_parts(
             continue
         key = (p.source, p.symbol)
         mark = market.get(key, Market()).mark
-        table = tables.get(key)
-        if mark is None or table is None:
+        lad = ladders[key]
+        if mark is None or lad is None:
             what = "mark price" if mark is None else "tier table"
             blocked.setdefault(p.source, f"{what} of cross position #{p.id} ({p.symbol}) unknown")
             continue
         spec = spec_of(p)
-        share = (maintenance_margin(spec, table, mark), unrealised_pnl(spec, mark))
+        fast = columns.maintenance_margin(spec, lad, mark)
+        share = (maintenance_margin(spec, lad.table, mark) if fast is None else fast, unrealised_pnl(spec, mark))
         assert p.id is not None
         own[p.id] = share
         mm, pnl = totals.get(p.source, (0.0, 0.0))
@@ -130,27 +146,56 @@ def assess(
     threshold_adr: float,
 ) -> dict[int, Assessment]:
     """Figures for every position under `tables`; never raises for a position that cannot be priced."""
-    totals, own, blocked = _cross_parts(positions, tables, market)
-    out: dict[int, Assessment] = {}
+    return assess_under(positions, [tables], market, wallets, threshold_adr=threshold_adr)[0]
+
+
+def assess_under(
+    positions: Sequence[LoggedPosition],
+    table_sets: Sequence[Mapping[Key, TierTable]],
+    market: Mapping[Key, Market],
+    wallets: Mapping[str, float],
+    *,
+    threshold_adr: float,
+) -> list[dict[int, Assessment]]:
+    """`assess` under each of `table_sets` (an impact's old and new tables): what does not depend on the
+    tables (the spec, the market data, the ADR) is worked out once per position, not once per set."""
+    no_market = Market(reasons={"mark": "no market data fetched yet"})
+    inputs = []
     for p in positions:
         assert p.id is not None
-        m = market.get((p.source, p.symbol), Market(reasons={"mark": "no market data fetched yet"}))
+        m = market.get((p.source, p.symbol), no_market)
         adr: float | None = p.adr_override or m.adr
         adr_source = "override" if p.adr_override else ("market" if m.adr else None)
         reasons = {k: v for k, v in m.reasons.items() if not (k == "adr" and p.adr_override)}
-        cross, why = _cross_for(p, totals, own, blocked, wallets)
-        table = tables.get((p.source, p.symbol))
-        figures = None
-        if table is None:
-            why = f"no tier table for {p.symbol} on {p.source} (delisted?)"
-        elif why is None:
-            try:
-                figures = liquidation(spec_of(p), table, mark=m.mark, adr=adr, threshold_adr=threshold_adr, cross=cross)
-            except PositionError as exc:
-                why = str(exc)
-        if figures is not None:
-            reasons.update(figures.reasons)
-        out[p.id] = Assessment(p.id, figures, why, m.mark, adr, adr_source, reasons)
+        spec: PositionSpec | PositionError
+        try:
+            spec = spec_of(p)
+        except PositionError as exc:
+            spec = exc
+        inputs.append((p, p.id, m, adr, adr_source, reasons, spec))
+    out: list[dict[int, Assessment]] = []
+    for tables in table_sets:
+        ladders = _Ladders(tables)
+        totals, own, blocked = _cross_parts(positions, ladders, market)
+        found: dict[int, Assessment] = {}
+        for p, pid, m, adr, adr_source, base, spec in inputs:
+            cross, why = _cross_for(p, totals, own, blocked, wallets)
+            lad = ladders[(p.source, p.symbol)]
+            figures = None
+            if lad is None:
+                why = f"no tier table for {p.symbol} on {p.source} (delisted?)"
+            elif why is None and isinstance(spec, PositionError):
+                why = str(spec)
+            elif why is None and isinstance(spec, PositionSpec):
+                try:
+                    figures = columns.figures(spec, lad, mark=m.mark, adr=adr, threshold_adr=threshold_adr, cross=cross)
+                except PositionError as exc:
+                    why = str(exc)
+            reasons = dict(base)
+            if figures is not None:
+                reasons.update(figures.reasons)
+            found[pid] = Assessment(pid, figures, why, m.mark, adr, adr_source, reasons)
+        out.append(found)
     return out
 
 

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -36,7 +37,10 @@ from sqlmodel import Session
 from alerts.channels.base import Channel
 from alerts.deliver import DeliveryReport, Dispatcher, deliver_due
 from monitor.config.settings import Settings
-from monitor.risk.marketdata import refresh_market, symbols_with_open_positions
+from monitor.exchanges.clients import public_client
+from monitor.exchanges.kept import Kept
+from monitor.risk.marketdata import Fetch as QuoteFetch
+from monitor.risk.marketdata import fetch_quote, refresh_market, symbols_with_open_positions
 from monitor.service.alerting import build_channels, delivery_policy, routes, schedules, watch_risk
 from monitor.service.health import check_stale
 from monitor.service.lock import WriterLock
@@ -73,6 +77,8 @@ class Daemon:
     _holding: bool = False
     _dispatcher: Dispatcher | None = None  # the scheduled deliveries' while this process runs its jobs
     _sched: BackgroundScheduler | None = None  # the jobs' scheduler while this process runs them
+    #: The market job's keyless client per source, with its loaded markets, kept across refreshes.
+    _market_clients: dict[str, Kept] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -114,8 +120,11 @@ class Daemon:
             if source not in self.settings.sources:
                 continue
             with Session(self.engine) as session:
-                results = refresh_market(session, source, symbols, self.settings, now=self.clock())
+                results = refresh_market(session, source, symbols, self.settings, now=self.clock(),
+                                         fetch=self._quotes(source))  # fmt: skip
                 session.commit()
+            if not all(r.ok for r in results):  # whatever failed, the next refresh starts from a new client
+                self._market_clients[source].drop()
             failures.extend(f"{source} {r.symbol}: {r.reason}" for r in results if not r.ok)
         for line in failures:
             log.warning("market data %s", line)
@@ -125,6 +134,23 @@ class Daemon:
             log.info("risk: position #%s %s %s (%s)", e.position.id, e.position.symbol, e.event, e.level)
         self.metrics.violations.set(sum(1 for a in found.values() if a.figures and a.figures.violation))
         return failures
+
+    def _quotes(self, source: str) -> QuoteFetch:
+        """`fetch_quote` on the source's kept client: its markets load once, not on every refresh, and
+        again once they are a day old (a new client)."""
+        kept = self._market_clients.setdefault(source, Kept())
+        now = self.clock()
+        if kept.client is not None and kept.markets_due(now):
+            kept.drop()
+        fresh = kept.client is None
+        client = kept.client_for(self.settings, lambda: public_client(source, self.settings))
+        if fresh:
+            kept.markets_at = now
+        return partial(fetch_quote, exchange=client)
+
+    def close_clients(self) -> None:
+        for kept in self._market_clients.values():
+            kept.drop()
 
     def check_health(self) -> list[str]:
         with Session(self.engine) as session:
@@ -253,6 +279,7 @@ class Daemon:
                 self._holding = False
         finally:
             self.lock.release()
+            self.close_clients()
             for channel in self.channels.values():
                 channel.close()
             log.info("stopped")

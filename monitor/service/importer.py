@@ -32,7 +32,7 @@ from sqlmodel import Session
 from monitor.service.polling import Hook, describe
 from snapshots.errors import PayloadError, SnapshotError
 from snapshots.model import Snapshot
-from snapshots.parse import parse_ccxt_tiers
+from snapshots.parse import ParseCache, parse_ccxt_tiers
 from snapshots.store import ApplyPolicy, PollResult, apply_snapshot
 from snapshots.timefmt import CLOCK_SKEW, iso, utcnow
 
@@ -96,10 +96,12 @@ def read_archive(path: Path) -> Any:
         raise ImportFileError(f"{path.name}: not valid JSON: {exc}") from None
 
 
-def load_snapshot(source: str, item: Planned) -> Snapshot:
+def load_snapshot(source: str, item: Planned, cache: ParseCache | None = None) -> Snapshot:
+    """The snapshot in `item`'s file; with `cache`, a table whose entry is the one of the previous file
+    that cache saw is taken from it rather than parsed and validated again (`snapshots.parse.ParseCache`)."""
     payload = read_archive(item.path)
     try:
-        tables = parse_ccxt_tiers(source, payload)
+        tables = parse_ccxt_tiers(source, payload, cache)
     except PayloadError as exc:
         raise ImportFileError(f"{item.path.name}: {exc}") from None
     except Exception as exc:  # a parser bug on a shape nobody foresaw: still one line naming the file
@@ -122,9 +124,10 @@ def import_files(
     Each file is all or nothing: its versions, changes and whatever `hooks` add commit together.
     """
     results = []
+    cache = ParseCache()  # consecutive archives repeat most of their tables
     for item in items:
         t0 = time.perf_counter()
-        snap = load_snapshot(source, item)
+        snap = load_snapshot(source, item, cache)
         try:
             result = _apply(engine, snap, item, t0, hooks)
         except ImportFileError:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -104,7 +105,18 @@ def poll_source(
         return _fail(attempt, describe(exc, attempt.url), _label(exc))
 
 
+@runtime_checkable
+class Preparing(Protocol):
+    """A hook that can do its reading and computing before the poll's write transaction (the impacts)."""
+
+    def prepare(self, engine: Engine, snap: Snapshot, started_at: datetime) -> None: ...
+
+
 def _apply(attempt: _Attempt, settings: Settings, snap: Snapshot, accept_removals: bool) -> PollResult:
+    # Before the write transaction, so that other writers are not held out while hooks compute.
+    for hook in attempt.hooks:
+        if isinstance(hook, Preparing):
+            hook.prepare(attempt.engine, snap, attempt.started)
     with Session(attempt.engine) as session:
         result = apply_snapshot(
             session,

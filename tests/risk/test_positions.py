@@ -247,3 +247,16 @@ def test_a_tier_change_records_an_impact(db: str, tmp_path: Path) -> None:
     after = cli(db, "positions", "list", "--json")[0]
     assert after["liquidation_price"] == pytest.approx(impact["new_liquidation_price"])
     assert cli(db, "impacts", "--since", "2021-06-02", "--json") == []
+
+
+def test_list_shows_the_first_rows_and_counts_the_rest_while_json_lists_all(db: str) -> None:
+    for entry in ("30000", "31000", "32000", "33000"):
+        cli(db, "positions", "add", "-s", "binance-usdm", "--symbol", "BTCUSDT", "--side", "long", "--entry", entry,
+            "--qty", "1", "--margin", "300")  # fmt: skip
+    set_market(db, "binance-usdm", "BTC/USDT:USDT", 30000, 1000)
+    shown = cli(db, "positions", "list", "--limit", "2")
+    assert "… 2 more (2 of them violating the margin rule)" in shown and "--limit 0 for all" in shown
+    assert "31,000" in shown and "32,000" not in shown
+    everything = cli(db, "positions", "list", "--limit", "0")
+    assert "33,000" in everything and "more" not in everything
+    assert len(cli(db, "positions", "list", "--limit", "2", "--json")) == 4
