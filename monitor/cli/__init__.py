@@ -20,6 +20,7 @@ from monitor.cli import errors as cli_errors
 from monitor.cli import market as cli_market
 from monitor.cli import output
 from monitor.cli import positions as cli_positions
+from monitor.cli import review as cli_review
 from snapshots.errors import TierdriftError
 from snapshots.history import (
     StoredChange,
@@ -402,6 +403,8 @@ app.command("run")(cli_daemon.run)
 app.command("check")(cli_daemon.check)
 app.command("demo")(cli_daemon.demo)
 app.add_typer(cli_daemon.config_app, name="config")
+app.add_typer(cli_review.watch_app, name="watch")
+app.command("review")(cli_review.review)
 
 
 #: Read-only commands that must start fast. Typer builds the click command of every registered command on
