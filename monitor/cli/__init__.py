@@ -17,6 +17,7 @@ from monitor.cli import alerts as cli_alerts
 from monitor.cli import context as cli_context
 from monitor.cli import daemon as cli_daemon
 from monitor.cli import errors as cli_errors
+from monitor.cli import journal as cli_journal
 from monitor.cli import market as cli_market
 from monitor.cli import output
 from monitor.cli import positions as cli_positions
@@ -393,6 +394,7 @@ def polls(
     output.console().print(table)
 
 
+cli_journal.register(cli_positions.positions_app)  # positions edit, positions export
 app.add_typer(cli_positions.positions_app, name="positions")
 app.add_typer(cli_positions.account_app, name="account")
 app.command("impacts")(cli_positions.impacts)

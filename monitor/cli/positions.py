@@ -14,11 +14,13 @@ import typer
 
 from monitor.cli import context as cli_context
 from monitor.cli import output
+from monitor.cli.journal import journal_for
 from snapshots.model import is_inverse
 from snapshots.numbers import num, pct
 from snapshots.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
+    from monitor.journal.records import JournalRecords
     from monitor.risk.figures import Assessment
     from monitor.risk.positions import PositionInput
     from monitor.store.models import Position
@@ -59,7 +61,9 @@ def _figures_json(a: Assessment | None) -> dict[str, Any]:
     }
 
 
-def _position_json(p: Position, a: Assessment | None) -> dict[str, Any]:
+def _position_json(p: Position, a: Assessment | None, journal: JournalRecords | None = None) -> dict[str, Any]:
+    from monitor.journal.shapes import journal_json
+
     return {
         "id": p.id,
         "source": p.source,
@@ -79,6 +83,7 @@ def _position_json(p: Position, a: Assessment | None) -> dict[str, Any]:
         "adr": a.adr if a else None,
         "adr_source": a.adr_source if a else None,
         **_figures_json(a),
+        **journal_json(journal),
     }
 
 
@@ -130,8 +135,12 @@ def add(
     adr: Adr = None,
     note: Annotated[str | None, typer.Option("--note")] = None,
     opened_at: Annotated[str | None, typer.Option("--opened-at", help="When it was opened (default now).")] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse to log an entry that is a margin-risk violation (exit 1).")
+    ] = False,
 ) -> None:
-    """Log an open position."""
+    """Log an open position and its entry record: the risk figures at entry, as the journal line."""
+    from monitor.cli import journal
     from monitor.risk.positions import PositionInput, validate
 
     c = cli_context.get(ctx)
@@ -141,23 +150,35 @@ def add(
     )  # fmt: skip
     with c.write_session() as session:
         position = validate(session.connection(), item, now=utcnow())
-        session.add(position)
+        entry_record = journal.log_entry(c, session, position, strict=strict)
         session.commit()
         session.refresh(position)
     output.console().print(
         f"position {position.id} logged: {position.side} {position.size_input} {output.safe(position.symbol)}"
     )
+    journal.print_record("entry", entry_record, c.settings.violation_threshold_adr)
 
 
 @positions_app.command("close")
-def close(ctx: typer.Context, position_id: cli_context.IdArg) -> None:
-    """Mark a position closed (it stays in the log, without risk figures)."""
-    from monitor.risk import positions
+def close(
+    ctx: typer.Context,
+    position_id: cli_context.IdArg,
+    price: Annotated[float | None, typer.Option("--price", help="Exit price (without it, the PnL is unknown).")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="When it was closed (default now).")] = None,
+) -> None:
+    """Close a position and store its exit record: exit price, realised PnL, the figures at exit, and what
+    changed while it was open. It stays in the log, without current risk figures."""
+    from monitor.cli import journal
+    from monitor.journal.records import record_dict
 
-    with cli_context.get(ctx).write_session() as session:
-        positions.close(session, position_id, utcnow())
+    c = cli_context.get(ctx)
+    with c.write_session() as session:
+        rec = record_dict(journal.exit_record(c, session, position_id, price, cli_context.opt_ts(at)))
         session.commit()
     output.console().print(f"position {position_id} closed")
+    journal.print_record("exit", rec, c.settings.violation_threshold_adr)
+    if price is None:
+        output.console().print("exit price not given: PnL unknown (`positions close ID --price P` records it)")
 
 
 @positions_app.command("list")
@@ -177,7 +198,8 @@ def list_(
             stmt = stmt.where(col(Position.closed_at).is_(None))
         rows = list(session.exec(stmt))
     found = _assess(ctx, [p for p in rows if p.closed_at is None]) if rows else {}
-    data = [_position_json(p, found.get(p.id or 0)) for p in rows]
+    journals = journal_for(ctx, [p.id for p in rows if p.id is not None]) if as_json and rows else {}
+    data = [_position_json(p, found.get(p.id or 0), journals.get(p.id or 0)) for p in rows]
     if as_json:
         output.emit_json(data)
     elif not data:
@@ -208,15 +230,21 @@ def show(
         for p in priced:
             session.expunge(p)
     found = _assess(ctx, priced) if position.closed_at is None else {}
-    data = _position_json(position, found.get(position_id))
+    data = _position_json(position, found.get(position_id), journal_for(ctx, [position_id])[position_id])
     data["impacts"] = _impacts(ctx, position_id=position_id)
     if as_json:
         output.emit_json(data)
         return
     for key, value in data.items():
-        if key != "impacts":
+        if key not in ("impacts", "entry", "exit", "events"):
             output.console().print(f"{key:>28}: {_shown(key, value)}")
     output.console().print(f"{'impacts':>28}: {len(data['impacts'])}")
+    output.console().print(f"{'events':>28}: {len(data['events'])}")
+    from monitor.cli.journal import print_record
+
+    for kind in ("entry", "exit"):
+        if data[kind] is not None:
+            print_record(kind, data[kind], cli_context.get(ctx).settings.violation_threshold_adr)
 
 
 def _shown(key: str, value: Any) -> str:
@@ -228,11 +256,12 @@ def _shown(key: str, value: Any) -> str:
 
 @positions_app.command("import")
 def import_csv(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="CSV with a header row.")]) -> None:
-    """Import positions from CSV, all or nothing (columns: see README)."""
-    from monitor.risk import positions
+    """Import positions from CSV, all or nothing (columns: see README; `positions export` writes them)."""
+    from monitor.journal.export import import_csv as import_journal
 
-    with cli_context.get(ctx).write_session() as session:
-        added = positions.import_csv(session, file, now=utcnow())
+    c = cli_context.get(ctx)
+    with c.write_session() as session:
+        added = import_journal(session, file, c.settings, now=utcnow())
         session.commit()
     output.console().print(f"imported {len(added)} position(s) from {output.safe(file.name)}")
 
@@ -323,7 +352,9 @@ def liq(
     symbol: Annotated[str, typer.Option("--symbol", help="e.g. BTC/USDT:USDT or BTCUSDT.")],
     side: Side,
     entry: Entry,
-    margin: Annotated[float, typer.Option("--margin", help="Isolated margin (quote; coin for inverse).")],
+    margin: Annotated[
+        float | None, typer.Option("--margin", help="Isolated margin (quote; coin for inverse); not with cross.")
+    ] = None,
     qty: Qty = None,
     notional: Notional = None,
     contracts: Contracts = None,
@@ -331,22 +362,44 @@ def liq(
     mark: Annotated[float | None, typer.Option("--mark", help="Mark price for distance and buffer.")] = None,
     adr: Adr = None,
     at: Annotated[str | None, typer.Option("--at", help="Use the tier table in force at this time.")] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="isolated, or cross (binance-usdm: with the account's other positions).")
+    ] = "isolated",
+    wallet_balance: Annotated[
+        float | None, typer.Option("--wallet-balance", help="Cross wallet balance (default: the stored one).")
+    ] = None,
+    journal_line: Annotated[
+        bool,
+        typer.Option(
+            "--journal", help="Print the journal line an entry would store (market data as `positions add` takes it)."
+        ),
+    ] = False,
     as_json: cli_context.JsonOpt = False,
 ) -> None:
-    """What-if: liquidation price and risk figures of an isolated position, e.g. scaled to a new size."""
+    """What-if: liquidation price and risk figures of a position, e.g. scaled to a new size. Writes nothing."""
+    from monitor.cli import journal
     from monitor.risk.liquidation import liquidation
     from monitor.risk.positions import PositionInput, check_amount
 
     c = cli_context.get(ctx)
     when = cli_context.opt_ts(at) or utcnow()
-    for name, value in (("mark price", mark), ("ADR", adr), ("margin", margin)):
+    for name, value in (("mark price", mark), ("ADR", adr), ("margin", margin), ("wallet balance", wallet_balance)):
         if value is not None:
-            check_amount(name, value)
+            check_amount(name, value, zero_ok=name == "wallet balance")
     item = PositionInput(
-        source, symbol, side.lower(), entry, qty, notional, contracts, contract_size, "isolated", margin
+        source, symbol, side.lower(), entry, qty, notional, contracts, contract_size, mode.lower(), margin
     )
+    from monitor.journal.whatif import check_mode
+
+    check_mode(item.mode, margin, source)
     spec, table, info, warnings = _whatif(c, item, when)
-    figures = liquidation(spec, table, mark=mark, adr=adr, threshold_adr=c.settings.violation_threshold_adr)
+    market = journal.whatif_market(c, source, table.symbol, when, mark, adr) if journal_line else None
+    if market is not None:
+        mark, adr = market["mark_price"], market["adr"]
+    cross = journal.whatif_cross(c, spec, source, when, wallet_balance)
+    figures = liquidation(
+        spec, table, mark=mark, adr=adr, threshold_adr=c.settings.violation_threshold_adr, cross=cross
+    )
     from monitor.risk.figures import Assessment
 
     data = {
@@ -356,6 +409,7 @@ def liq(
         "entry_price": spec.entry_price,
         "size": spec.size,
         "margin": spec.margin,
+        "mode": spec.margin_mode,
         "mark_price": mark,
         "adr": adr,
         "table_valid_from": iso(info.valid_from),
@@ -364,8 +418,16 @@ def liq(
         "warnings": warnings,
     }
     del data["not_computed"]
+    if market is not None:
+        data["adr_days"], data["adr_source"] = market["adr_days"], market["adr_source"]
+        data["reasons"] = {**market["unknown"], **data["reasons"]}
     if as_json:
         output.emit_json(data)
+        return
+    if journal_line:
+        journal.print_record("journal", {**data, "unknown": data["reasons"]}, c.settings.violation_threshold_adr)
+        for w in warnings:
+            output.console().print(f"warning: {output.safe(w)}")
         return
     con = output.console()
     lp = "none (cannot be liquidated by price)" if data["liquidation_price"] is None else num(data["liquidation_price"])
@@ -424,13 +486,14 @@ def _whatif(c: cli_context.Context, item: PositionInput, when: Any) -> tuple[Any
         entry_price=item.entry,
         size=size,
         margin=item.margin or 0.0,
+        margin_mode=item.mode,  # type: ignore[arg-type]
         inverse=is_inverse(item.source),
         contract_size=cs,
     )
     notional = size * cs / item.entry if spec.inverse else size * item.entry
     tier = table.tier_for(notional)
     warnings = []
-    if spec.margin < notional / tier.max_leverage:
+    if spec.margin_mode == "isolated" and spec.margin < notional / tier.max_leverage:
         warnings.append(
             f"leverage {notional / spec.margin:.1f}× exceeds tier {tier.tier}'s maximum of {tier.max_leverage:g}×: "
             "the exchange would not accept this position"

@@ -3,7 +3,8 @@
     records_for(session, position_ids) -> {position_id: JournalRecords}
 
 The record dicts use the key names of `liq --json` for the same figures, plus `at`, `table_valid_from`
-and `unknown` ({figure: reason}); an exit adds `price`, `pnl` and `period`. Used by the `--json` shapes
+and `unknown` ({figure: reason}); an entry's `price` is its entry price; an exit's `price` is the exit
+price, and it adds `pnl` and `period`. Used by the `--json` shapes
 (monitor.journal.shapes), the export and the review.
 """
 
@@ -50,7 +51,7 @@ def record_dict(r: PositionRecord) -> dict[str, Any]:
     out["unknown"] = json.loads(r.unknown) if r.unknown else {}
     out["period"] = json.loads(r.period) if r.period else None
     if r.kind == "entry":
-        for k in ("price", "pnl", "period"):
+        for k in ("pnl", "period"):  # an entry's `price` is its entry price
             del out[k]
     return out
 

@@ -13,6 +13,7 @@ import csv
 import io
 import math
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -264,14 +265,15 @@ def _opt_float(row: dict[str, str], key: str) -> float | None:
         raise PositionError(f"{key} {text!r} is not a number") from None
 
 
-def parse_csv(text: str) -> list[tuple[int, PositionInput | str]]:
-    """(line number, input or the reason the row is bad) for every data row."""
+def parse_csv(text: str, extra: Sequence[str] = ()) -> list[tuple[int, PositionInput | str]]:
+    """(line number, input or the reason the row is bad) for every data row. `extra`: more columns allowed
+    (read by the caller, e.g. the journal's)."""
     reader = csv.DictReader(io.StringIO(text))
     try:
         header = list(reader.fieldnames or [])
     except csv.Error as exc:
         return [(1, f"malformed CSV: {exc}")]
-    problem = _header_problem(header)
+    problem = _header_problem(header, extra)
     if problem:
         return [(1, problem)]
     out: list[tuple[int, PositionInput | str]] = []
@@ -287,11 +289,11 @@ def parse_csv(text: str) -> list[tuple[int, PositionInput | str]]:
         out.append((reader.line_num, _row_input(row)))
 
 
-def _header_problem(header: list[str]) -> str | None:
+def _header_problem(header: list[str], extra: Sequence[str] = ()) -> str | None:
     missing = {"source", "symbol", "side", "entry"} - set(header)
     if missing:
         return f"missing column(s): {', '.join(sorted(missing))}"
-    unknown = set(header) - set(CSV_COLUMNS)
+    unknown = set(header) - set(CSV_COLUMNS) - set(extra)
     if unknown:
         return f"unknown column(s): {', '.join(repr(name) for name in sorted(unknown))}"
     twice = sorted({name for name in header if header.count(name) > 1})
@@ -361,10 +363,11 @@ def read_csv_text(path: Path) -> str:
     return text
 
 
-def import_csv(session: Session, path: Path, *, now: datetime) -> list[Position]:
-    """Validate every row, then store them all in the caller's transaction, or raise `CsvImportError`
-    (bad rows) or `CsvFileError` (a file that is not CSV text)."""
-    rows = parse_csv(read_csv_text(path))
+def import_csv(session: Session, path: Path, *, now: datetime, extra: Sequence[str] = ()) -> list[Position]:
+    """Validate every row, then store them all in the caller's transaction (in row order), or raise
+    `CsvImportError` (bad rows) or `CsvFileError` (a file that is not CSV text). `extra`: more columns
+    allowed, left to the caller (monitor.journal.export reads the journal's)."""
+    rows = parse_csv(read_csv_text(path), extra)
     if not rows:
         raise CsvImportError(str(path), ["no rows"])
     problems: list[str] = []

@@ -129,7 +129,7 @@ class PositionRecord(SQLModel, table=True):
     """The journal's risk column of one position: its figures at entry or at exit (monitor.journal).
 
     The figure columns carry the key names of `liq --json`; a figure that could not be had is None with
-    its reason in `unknown` (JSON object {figure: reason}). `recomputed`: computed later from the stored
+    its reason in `unknown` (JSON object {figure: reason}). `price` is the entry or the exit price. `recomputed`: computed later from the stored
     history, not at the time (positions logged before the journal existed). An exit adds `price`, `pnl`
     and `period` (JSON: what changed while it was open)."""
 
@@ -160,7 +160,7 @@ class PositionRecord(SQLModel, table=True):
     violation: bool | None = None
     headroom_notional: float | None = None
     unknown: str = "{}"  # JSON object: why a figure is unknown
-    price: float | None = None  # exit only
+    price: float | None = None  # the entry price, or the exit price (None: not given)
     pnl: float | None = None  # exit only: realised PnL of the price move (quote; coin for inverse)
     period: str | None = None  # exit only: JSON object, what changed during the holding period
     recomputed: bool = False
