@@ -1,0 +1,259 @@
+"""`tierdrift review`: the seed example's numbers in the trade and scaling lines, every tier change of the
+traded symbols over real Binance history (against a count made from the raw files with plain json), and
+every format parsed or rendered with outside text escaped."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session
+from typer.testing import CliRunner
+
+from monitor.cli import app
+from monitor.config.settings import load_settings
+from monitor.journal.figures import record_at
+from monitor.service.importer import import_files, plan
+from monitor.store.database import open_engine
+from monitor.store.models import Position, Watch
+from snapshots.errors import TierdriftError
+from tests.conftest import BINANCE_HISTORY, ccxt_tiers, write_archive
+
+# The 2020–21 BTCUSDT table of domain doc §3, as (floor, rate, max leverage).
+BTC_ERA = [
+    (0, 0.004, 125), (50_000, 0.005, 100), (250_000, 0.01, 50), (1_000_000, 0.025, 20), (5_000_000, 0.05, 10),
+    (20_000_000, 0.10, 5), (50_000_000, 0.125, 4), (100_000_000, 0.15, 3), (200_000_000, 0.25, 2),
+    (300_000_000, 0.5, 1),
+]  # fmt: skip
+HOSTILE = '<script>alert(1)</script> =HYPERLINK("x") *bold* | # [a](b)\x1b[31m'
+
+runner = CliRunner()
+
+
+def cli(db_url: str, *args: str) -> str:
+    result = runner.invoke(app, ["--db", db_url, *args], catch_exceptions=True)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def fails(db_url: str, *args: str) -> str:
+    result = runner.invoke(app, ["--db", db_url, *args], catch_exceptions=True)
+    assert isinstance(result.exception, TierdriftError), result.output
+    return str(result.exception)
+
+
+def log_trade(
+    db_url: str, tmp_path: Path, symbol: str, notional: float, entry: float, margin: float, opened: str,
+    closed: str | None = None, note: str | None = None,
+) -> None:  # fmt: skip
+    """A position with its entry record computed by the journal from the table in force at `opened`."""
+    (tmp_path / "empty.toml").write_text("")
+    settings = load_settings(tmp_path / "empty.toml")
+    engine = open_engine(db_url)
+    with Session(engine) as s:
+        p = Position(source="binance-usdm", symbol=symbol, side="long", entry_price=entry, size=notional / entry,
+                     size_input=f"notional={notional:g}", margin=margin, note=note,
+                     opened_at=datetime.fromisoformat(opened).replace(tzinfo=UTC))  # fmt: skip
+        s.add(p)
+        s.flush()
+        s.add(record_at(s, p, p.opened_at, settings, now=p.opened_at))
+        if closed:
+            p.closed_at = datetime.fromisoformat(closed).replace(tzinfo=UTC)
+        s.commit()
+    engine.dispose()
+
+
+@pytest.fixture
+def seed(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("TIERDRIFT_CONFIG", str(tmp_path / "absent.toml"))
+    engine = open_engine(db_url)
+    payload = {"BTC/USDT:USDT": ccxt_tiers("BTC/USDT:USDT", BTC_ERA, top=500e6)}
+    import_files(engine, "binance-usdm", plan([write_archive(tmp_path / "2021-05-01_usdm.json", payload)]))
+    engine.dispose()
+    log_trade(db_url, tmp_path, "BTC/USDT:USDT", 40_000, 67_000, 6_700, "2021-05-10", "2021-05-20", note=HOSTILE)
+    log_trade(db_url, tmp_path, "BTC/USDT:USDT", 500_000, 67_000, 6_700, "2021-05-12")
+    return db_url
+
+
+PERIOD = ("--from", "2021-05-01", "--to", "2021-06-30")
+
+
+def test_the_seed_example_in_the_trade_and_scaling_lines(seed: str) -> None:
+    text = cli(seed, "review", *PERIOD)
+    lines = text.splitlines()
+    trade1 = lines.index(next(line for line in lines if "trade #1 long notional=40000" in line))
+    assert "entry: LP 56,001.51 (tier 1, 0.4%)" in lines[trade1 + 1]
+    trade2 = lines.index(next(line for line in lines if "trade #2 long notional=500000" in line))
+    assert "entry: LP 66,593.94 (tier 3, 1%)" in lines[trade2 + 1]
+    usual = next(line for line in lines if "scaling, usual size" in line)
+    assert "40,000.00 notional at 67,000.00 with margin 6,700.00: tier 1" in usual
+    assert "tier 2's floor 50,000.00 (headroom 10,000.00); LP 56,001.51" in usual
+    largest = next(line for line in lines if "scaling, largest size" in line)
+    assert "500,000.00 notional" in largest and "LP 66,593.94" in largest
+    assert "tier changes: none in the period" in text
+    assert "\x1b" not in text and "\\x1b[31m" in text  # the hostile note, escaped for the terminal
+
+
+def test_review_json_is_the_contract(seed: str) -> None:
+    (item,) = json.loads(cli(seed, "review", *PERIOD, "--format", "json"))
+    assert {"source", "symbol", "changes", "trades", "scaling"} <= set(item)
+    assert (item["source"], item["symbol"]) == ("binance-usdm", "BTC/USDT:USDT")
+    t1, t2 = item["trades"]
+    assert round(t1["entry"]["liquidation_price"], 2) == 56001.51 and t1["entry"]["tier"] == 1
+    assert round(t2["entry"]["liquidation_price"], 2) == 66593.94 and t2["entry"]["tier"] == 3
+    assert t1["closed_at"] == "2021-05-20T00:00:00Z" and t2["closed_at"] is None
+    assert round(item["scaling"]["usual"]["liquidation_price"], 2) == 56001.51
+    assert item["scaling"]["usual"]["headroom_notional"] == pytest.approx(10_000)
+    assert round(item["scaling"]["largest"]["liquidation_price"], 2) == 66593.94
+    assert item["changes"]["count"] == 0
+
+
+def test_a_trade_outside_the_period_is_left_out(seed: str) -> None:
+    assert (
+        json.loads(cli(seed, "review", "--from", "2021-05-21", "--to", "2021-05-25", "--format", "json"))[0]["trades"][
+            0
+        ]["id"]
+        == 2
+    )
+    assert json.loads(cli(seed, "review", "--from", "2021-04-01", "--to", "2021-05-05", "--format", "json")) == []
+    assert "nothing traded or watched" in cli(seed, "review", "--from", "2021-04-01", "--to", "2021-05-05")
+
+
+def test_csv_parses_with_formulas_defused(seed: str) -> None:
+    rows = list(csv.DictReader(io.StringIO(cli(seed, "review", *PERIOD, "--format", "csv"))))
+    assert [r["trade_id"] for r in rows] == ["1", "2"]
+    assert round(float(rows[0]["entry_liquidation_price"]), 2) == 56001.51
+    assert round(float(rows[1]["entry_liquidation_price"]), 2) == 66593.94
+    assert rows[0]["note"].startswith("<script>")  # not a formula: kept
+    assert rows[0]["usual_tier"] == "1" and rows[0]["violation_at_entry"] in ("", "false", "true")
+
+
+def test_html_is_self_contained_and_escaped(seed: str, tmp_path: Path) -> None:
+    out = tmp_path / "review.html"
+    assert "written to" in cli(seed, "review", *PERIOD, "--format", "html", "--output", str(out))
+    page = out.read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<svg" in page and "LP 56,001.51" in page and "LP 66,593.94" in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_markdown_escapes_outside_text(seed: str) -> None:
+    md = cli(seed, "review", *PERIOD, "--format", "md")
+    assert "## BTC/USDT:USDT on binance-usdm" in md
+    note = next(line for line in md.splitlines() if "note:" in line)
+    assert "\\*bold\\*" in note and "\\[a\\]\\(b\\)" in note and "\\<script\\>" in note and "\\|" in note
+
+
+def test_period_options_are_checked(seed: str) -> None:
+    assert "--since 'soon' is not a length like 90d" in fails(seed, "review", "--since", "soon")
+    assert "either --since or --from/--to" in fails(seed, "review", "--since", "90d", "--from", "2021-01-01")
+    assert "is after --to" in fails(seed, "review", "--from", "2021-06-01", "--to", "2021-05-01")
+    result = runner.invoke(app, ["--db", seed, "review", "--format", "pdf"])
+    assert result.exit_code == 2
+
+
+# -- real history --------------------------------------------------------------------------------------
+
+#: 2024-06-27 is the baseline; the period's versions follow it.
+REAL_FILES = [
+    "2024-06-27_5fa24163f", "2024-07-04_01506a2ad", "2024-07-11_d25c76698", "2024-07-20_8cd20f191",
+    "2024-08-01_af554fc3f", "2024-08-08_9d0cd961b", "2024-08-15_77b32e94f", "2024-08-22_fd30edf2b",
+    "2024-08-29_4c487d666", "2024-09-05_c6a66a8fa", "2024-09-12_d15921b3f", "2024-09-19_756169235",
+    "2024-09-26_1d66ef2f2",
+]  # fmt: skip
+TRADED = ["SOL/USDT:USDT", "1000PEPE/USDT:USDT", "BTC/USDT:USDT"]
+WATCHED = "XRP/USDT:USDT"
+
+
+def _raw_tiers(tiers: list[dict[str, Any]]) -> list[tuple[float, ...]]:
+    def f(t: dict[str, Any], key: str, info: str) -> float:
+        return float(t["info"][info]) if info in t.get("info", {}) else float(t[key])
+
+    return [
+        (f(t, "minNotional", "notionalFloor"), f(t, "maxNotional", "notionalCap"),
+         f(t, "maintenanceMarginRate", "maintMarginRatio"), f(t, "maxLeverage", "initialLeverage"),
+         float(t["info"]["cum"]))
+        for t in tiers
+    ]  # fmt: skip
+
+
+def independent_changes(symbol: str) -> tuple[list[str], int]:
+    """From the raw files with plain json: the dates the symbol's tiers changed, and the changed fields
+    (tier by tier, plus a tier added or removed for each difference in length)."""
+    dates, fields = [], 0
+    prev = None
+    for name in REAL_FILES:
+        with gzip.open(BINANCE_HISTORY / f"{name}.json.gz", "rt") as fh:
+            tiers = _raw_tiers(json.load(fh)[symbol])
+        if prev is not None and tiers != prev:
+            dates.append(f"{name[:10]}T00:00:00Z")
+            fields += sum(a != b for old, new in zip(prev, tiers, strict=False) for a, b in zip(old, new, strict=True))
+            fields += abs(len(tiers) - len(prev))
+        prev = tiers
+    return dates, fields
+
+
+def independent_rate_jump(symbol: str, size: float) -> tuple[str, float, float] | None:
+    """From the raw files: the largest change of the maintenance rate at `size`, when and from what to what."""
+    best: tuple[str, float, float] | None = None
+    prev = None
+    for name in REAL_FILES:
+        with gzip.open(BINANCE_HISTORY / f"{name}.json.gz", "rt") as fh:
+            tiers = _raw_tiers(json.load(fh)[symbol])
+        rate = next(t[2] for t in tiers if t[0] <= size < t[1])
+        if prev is not None and rate != prev and (best is None or abs(rate - prev) > abs(best[2] - best[1])):
+            best = (f"{name[:10]}T00:00:00Z", prev, rate)
+        prev = rate
+    return best
+
+
+@pytest.fixture
+def real(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    if not BINANCE_HISTORY.is_dir():
+        pytest.skip(f"the recorded Binance history is not at {BINANCE_HISTORY}")
+    monkeypatch.setenv("TIERDRIFT_CONFIG", str(tmp_path / "absent.toml"))
+    engine = open_engine(db_url)
+    import_files(engine, "binance-usdm", plan([BINANCE_HISTORY / f"{n}.json.gz" for n in REAL_FILES]))
+    with Session(engine) as s:
+        s.add(Watch(source="binance-usdm", symbol=WATCHED, size_notional=250_000,
+                    added_at=datetime(2024, 6, 30, tzinfo=UTC)))  # fmt: skip
+        s.commit()
+    engine.dispose()
+    for symbol, entry in zip(TRADED, (140.0, 0.012, 60_000.0), strict=True):
+        log_trade(db_url, tmp_path, symbol, 20_000, entry, 2_000, "2024-07-02", "2024-09-20")
+    return db_url
+
+
+def test_review_names_every_tier_change_of_the_traded_symbols(real: str) -> None:
+    items = json.loads(cli(real, "review", "--from", "2024-07-01", "--to", "2024-09-30", "--format", "json"))
+    assert sorted(i["symbol"] for i in items) == sorted([*TRADED, WATCHED])  # nothing else
+    total = 0
+    for item in items:
+        dates, fields = independent_changes(item["symbol"])
+        ch = item["changes"]
+        assert [e["at"] for e in ch["events"]] == dates, item["symbol"]
+        assert ch["count"] == len(dates)
+        assert sum(len(e["records"]) for e in ch["events"]) == ch["records"] == fields, item["symbol"]
+        jump = ch["largest_rate_jump"]
+        expected = independent_rate_jump(item["symbol"], 20_000) if item["symbol"] in TRADED else None
+        if expected is None:
+            assert jump is None or item["symbol"] == WATCHED
+        else:
+            assert (jump["at"], jump["old"], jump["new"]) == expected
+        assert ch["tightening"] + ch["loosening"] + ch["mixed"] + ch.get("neutral", 0) <= ch["count"]
+        total += ch["count"]
+        if fields:
+            assert ch["records"] > 0
+    assert total == 5  # SOL 2, 1000PEPE 2, XRP 1, BTC 0 (counted from the raw files above)
+    text = cli(real, "review", "--from", "2024-07-01", "--to", "2024-09-30")
+    assert text.count("trade #") == 3
+    assert "XRP/USDT:USDT on binance-usdm: 0 trade(s), watched size 250,000.00" in text
