@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from monitor.store.models import Position, PositionRecord
 
 
+#: The unknowns that others follow from: the table, the market inputs, the LP, and an exit's price.
+ROOTS = ("table", "mark", "adr", "liquidation_price", "price")
+
+
 class ViolationRefused(TierdriftError):
     """`positions add --strict` of an entry that breaks the margin-risk rule: nothing was written."""
 
@@ -45,7 +49,10 @@ def print_record(label: str, rec: dict[str, Any], threshold_adr: float) -> None:
 
     con = output.console()
     con.print(f"{label}: {output.safe(journal_line(rec, threshold_adr=threshold_adr), None)}")
-    for key, why in sorted((rec.get("unknown") or {}).items()):
+    unknown = rec.get("unknown") or {}
+    # The inputs' reasons say it all when there are any; the figures' own only repeat them.
+    roots = {k: v for k, v in unknown.items() if k in ROOTS} or unknown
+    for key, why in sorted(roots.items()):
         con.print(f"  {key} unknown: {output.safe(why)}")
     if rec.get("violation"):
         buffer = rec.get("buffer_adr")

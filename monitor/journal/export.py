@@ -8,7 +8,8 @@ Columns (CSV; `export_rows` gives the same keys for JSON, with the records and e
   entry (edits come after, as events), `note` the current note;
 - `id`, `closed_at`, and `size_now`, `entry_price_now`, `margin_now` (after the events; derived, so
   ignored by the import);
-- `entry_<key>` and `exit_<key>` for every key of a record (`monitor.journal.records.RECORD_KEYS`;
+- `entry_<key>` and `exit_<key>` for every key of a record (`EXPORT_KEYS`: all but the database's own
+  `table_version_id`;
   `unknown` and `period` as JSON text), and `events`, a JSON list.
 
 The import accepts every one of these columns: it stores the position from its own columns (validated as
@@ -43,8 +44,11 @@ from snapshots.timefmt import iso, parse_ts
 
 EVENT_KINDS = ("margin_added", "margin_removed", "size_added", "size_reduced", "note", "closed")
 DERIVED = ("id", "size_now", "entry_price_now", "margin_now")
+#: A record's keys in the export: not `table_version_id`, an id of one database (`table_valid_from` names the
+#: version in any database holding the same history).
+EXPORT_KEYS = tuple(k for k in RECORD_KEYS if k != "table_version_id")
 RECORD_COLUMNS = tuple(
-    f"{kind}_{k}" for kind in ("entry", "exit") for k in RECORD_KEYS if (kind, k) != ("entry", "pnl")
+    f"{kind}_{k}" for kind in ("entry", "exit") for k in EXPORT_KEYS if (kind, k) != ("entry", "pnl")
 )
 #: The columns beyond the import's own, in the order the export writes them.
 JOURNAL_COLUMNS = (*DERIVED, "closed_at", *RECORD_COLUMNS, "events")
@@ -84,7 +88,7 @@ def _row(p: Position, j: JournalRecords) -> dict[str, Any]:
         "margin_now": p.margin,
     }
     for kind, rec in (("entry", j.entry), ("exit", j.exit)):
-        for k in RECORD_KEYS:
+        for k in EXPORT_KEYS:
             if (kind, k) == ("entry", "pnl"):
                 continue
             row[f"{kind}_{k}"] = None if rec is None else rec.get(k)

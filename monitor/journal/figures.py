@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from monitor.config.settings import Settings
 from monitor.journal.history import CandleFetch, market_at
+from monitor.journal.records import FIGURES
 from monitor.risk.figures import Assessment, Key, Market, assess
 from monitor.risk.impacts import freshness, load_market, wallets
 from monitor.risk.positions import priced_with
@@ -28,6 +29,10 @@ from snapshots.errors import NotFound
 from snapshots.history import VersionInfo, table_at
 from snapshots.model import TierTable
 from snapshots.numbers import money, num, pct
+
+
+#: The keys of a record's `unknown`: its figures, and the market inputs ("mark", "adr") behind them.
+RECORD_REASONS = frozenset((*FIGURES, "mark", "adr", "table", "price", "pnl"))
 
 
 def record_at(
@@ -99,7 +104,8 @@ def market_for(
 def _record(p: Position, a: Assessment, kind: str, at: datetime, adr_days: int | None) -> PositionRecord:
     assert p.id is not None
     f = a.figures
-    unknown = dict(a.reasons)
+    # Only the reasons of what a record holds (the engine also explains figures the record does not keep).
+    unknown = {k: v for k, v in a.reasons.items() if k in RECORD_REASONS}
     if a.not_computed:
         unknown["liquidation_price"] = a.not_computed
     adr_source = a.adr_source
