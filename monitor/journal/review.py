@@ -45,8 +45,10 @@ from snapshots.timefmt import iso
 
 Key = tuple[str, str]
 
-#: Fields whose rise tightens a table for traders; and those whose fall does.
-_TIGHTER_IF_UP = {"maintenance_margin_rate", "maintenance_amount"}
+#: Fields whose rise tightens a table for traders; and those whose fall does. The maintenance amount is
+#: left out: it follows the rates (cum_n = cum_{n−1} + floor_n × (r_n − r_{n−1})), so a rate raised in tier
+#: 1 lowers the amounts above it, and counting those would call every rise "mixed". A floor follows a cap.
+_TIGHTER_IF_UP = {"maintenance_margin_rate"}
 _TIGHTER_IF_DOWN = {"max_leverage", "cap"}
 
 
@@ -71,7 +73,7 @@ def direction(c: Change) -> int:
         return 1 if up else -1
     if c.field in _TIGHTER_IF_DOWN:
         return -1 if up else 1
-    return 0  # a floor moving follows a cap: the cap's record says which way
+    return 0
 
 
 def instruments(session: Session, period: Period) -> tuple[dict[Key, list[Position]], dict[Key, Watch]]:
@@ -158,6 +160,7 @@ def changes_of(records: Sequence[StoredChange], tables: _Tables, sizes: Sequence
         "tightening": counts["tightening"],
         "loosening": counts["loosening"],
         "mixed": counts["mixed"],
+        "neutral": counts["neutral"],
         "largest_rate_jump": jump,
         "max_leverage_cuts": cuts,
         "tiers_added": kinds["tier_added"],
