@@ -71,7 +71,7 @@ def change_lines(ch: Item) -> list[str]:
     jump = ch.get("largest_rate_jump")
     if jump:
         lines.append(
-            f"largest maintenance-rate jump at a traded size: {pct(jump['old'])} → {pct(jump['new'])}"
+            f"largest maintenance-rate change at a traded size: {pct(jump['old'])} → {pct(jump['new'])}"
             f" at {money(jump['notional'])} notional ({jump['at']})"
         )
     for cut in ch["max_leverage_cuts"]:
@@ -133,7 +133,7 @@ def _size_line(label: str, s: Item | None) -> str:
     if s is None:
         return f"{label}: —"
     where = (
-        f"tier {s.get('tier', '—')}, {pct(s.get('share_of_tier'))} of the way to tier {s.get('next_tier')}'s floor"
+        f"tier {s.get('tier', '—')}, at {pct(s.get('share_of_tier'))} of tier {s.get('next_tier')}'s floor"
         f" {money(s.get('next_tier_floor'))} (headroom {money(s.get('headroom_notional'))})"
         if s.get("next_tier") is not None
         else f"tier {s.get('tier', '—')} (the top tier)"
@@ -149,7 +149,10 @@ def _size_line(label: str, s: Item | None) -> str:
 def scaling_lines(sc: Item) -> list[str]:
     if sc["usual"] is None:
         return [f"scaling: {sc['reason']}"]
-    return [_size_line("scaling, usual size", sc["usual"]), _size_line("scaling, largest size", sc["largest"])]
+    lines = [_size_line("scaling, usual size", sc["usual"])]
+    if sc["largest"] and sc["largest"]["position_id"] != sc["usual"]["position_id"]:
+        lines.append(_size_line("scaling, largest size", sc["largest"]))
+    return lines
 
 
 def instrument_head(item: Item, esc: Esc) -> str:

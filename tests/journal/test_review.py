@@ -104,7 +104,7 @@ def test_the_seed_example_in_the_trade_and_scaling_lines(seed: str) -> None:
     assert "entry: LP 66,593.94 (tier 3, 1%)" in lines[trade2 + 1]
     usual = next(line for line in lines if "scaling, usual size" in line)
     assert "40,000.00 notional at 67,000.00 with margin 6,700.00: tier 1" in usual
-    assert "tier 2's floor 50,000.00 (headroom 10,000.00); LP 56,001.51" in usual
+    assert "at 80% of tier 2's floor 50,000.00 (headroom 10,000.00); LP 56,001.51, one tier up LP 58,255.02" in usual
     largest = next(line for line in lines if "scaling, largest size" in line)
     assert "500,000.00 notional" in largest and "LP 66,593.94" in largest
     assert "tier changes: none in the period" in text
@@ -123,6 +123,9 @@ def test_review_json_is_the_contract(seed: str) -> None:
     assert t2["exit"] is None and t1["violation_at_entry"] is None  # no ADR then: unknown, not guessed
     assert round(item["scaling"]["usual"]["liquidation_price"], 2) == 56001.51
     assert item["scaling"]["usual"]["headroom_notional"] == pytest.approx(10_000)
+    # One tier up: scaled to tier 2's floor (50,000) at 67,000 with 6,700; at its LP the notional is back in tier 1.
+    up = (50_000 - 6_700) / (50_000 / 67_000 * (1 - 0.004))
+    assert item["scaling"]["usual"]["next_tier_liquidation_price"] == pytest.approx(up)
     assert round(item["scaling"]["largest"]["liquidation_price"], 2) == 66593.94
     assert item["changes"]["count"] == 0
 
@@ -171,7 +174,7 @@ def test_a_tier_change_during_a_trade_moves_its_lp_in_the_review(seed: str, tmp_
     text = cli(seed, "review", *PERIOD)
     assert f"during: 1 impact(s), LP 66,593.94 → {lp:,.2f}" in text
     assert "during: no tier change touched it" in text
-    assert "largest maintenance-rate jump at a traded size: 0.4% → 0.45% at 40,000.00 notional" in text
+    assert "largest maintenance-rate change at a traded size: 0.4% → 0.45% at 40,000.00 notional" in text
 
 
 def test_a_trade_outside_the_period_is_left_out(seed: str) -> None:
