@@ -12,7 +12,7 @@ FILE`, for each format, median of `--runs` runs. Floor, in the same run: `python
 --source binance-usdm --since 2024-05-01 --until 2025-04-30 --json`, the read-only command that lists the
 same year's change records (the review reads those, plus trades, records, impacts and tables).
 
-Usage: python bench/bench_review.py [--trades N] [--runs N]
+Usage: python bench/bench_review.py [--trades N] [--runs N] [--out bench/results/review.json]
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "review.json")
     args = parser.parse_args()
     rng = random.Random(12)
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,6 +143,8 @@ def main() -> None:
         "floor_changes_json_s": floor,
         "review": {k: {**v, "ratio": v["median_s"] / floor} for k, v in results.items()},
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 
