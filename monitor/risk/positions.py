@@ -25,7 +25,7 @@ from monitor.risk.figures import CROSS_ACCOUNT_LEVEL, CROSS_COMPUTED
 from monitor.risk.liquidation import PositionError
 from monitor.store.models import Account, Position
 from snapshots.errors import NotFound, TierdriftError
-from snapshots.history import check_source, resolve_symbol, table_at
+from snapshots.history import check_source, resolve_symbol, table_at, versions
 from snapshots.model import is_inverse
 from snapshots.timefmt import CLOCK_SKEW, iso, parse_ts
 
@@ -171,7 +171,7 @@ def validate(conn: Connection, p: PositionInput, *, now: datetime) -> Position:
         if p.margin is not None:
             raise PositionError("a cross position has no margin of its own; set the wallet with `account set`")
     else:
-        _check_margin(conn, p, symbol, size, cs, now)
+        _check_margin(conn, p, symbol, size, cs, opened_at or now)
     if p.adr is not None:
         check_amount("ADR", p.adr)
     return Position(
@@ -190,11 +190,19 @@ def validate(conn: Connection, p: PositionInput, *, now: datetime) -> Position:
     )
 
 
-def _check_margin(conn: Connection, p: PositionInput, symbol: str, size: float, cs: float, now: datetime) -> None:
+def _check_margin(conn: Connection, p: PositionInput, symbol: str, size: float, cs: float, at: datetime) -> None:
+    """The margin fits the tier holding the notional in the table in force at `at` (the opening), or in
+    the oldest one stored when the history begins later."""
     if p.margin is None:
         raise PositionError("an isolated position needs --margin")
     check_amount("margin", p.margin)
-    table, _ = table_at(conn, p.source, symbol, now)
+    try:
+        table, _ = table_at(conn, p.source, symbol, at)
+    except NotFound:
+        first = versions(conn, p.source, symbol)
+        if not first:
+            raise
+        table, _ = table_at(conn, p.source, symbol, first[0].valid_from)
     notional = size * cs / p.entry if is_inverse(p.source) else size * p.entry
     tier = table.tier_for(notional)
     needed = notional / tier.max_leverage

@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.fake_exchange import FAPI_MARK_KLINES, FakeExchange
+from monitor.fake_exchange import FAPI_MARK_KLINES, MARK_KLINE, FakeExchange
 from monitor.fake_exchange.scenarios import FakeCandle
 from monitor.store.database import open_engine
 from monitor.store.models import MarkCandle, Position, PositionRecord
@@ -28,6 +28,15 @@ __all__ = ["db"]  # the fixture, shared with tests/risk/test_positions.py
 
 SEED = ["-s", "binance-usdm", "--symbol", "BTCUSDT", "--side", "long", "--entry", "67000"]
 OPENED = datetime(2021, 6, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeExchange]:
+    """Every test talks to the loopback exchange, never a real one (a past `--opened-at` or `--at` fetches
+    candles); it lists only the symbols a test gives a market."""
+    with FakeExchange() as server:
+        point_at_fake(server, monkeypatch, tmp_path)
+        yield server
 
 
 def add(db_url: str, *args: str) -> str:
@@ -92,38 +101,38 @@ def test_liq_journal_takes_the_market_an_entry_would(db: str) -> None:
 # -- past entries: daily mark candles from the exchange, cached ------------------------------------------
 
 
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeExchange]:
-    with FakeExchange() as server:
-        point_at_fake(server, monkeypatch, tmp_path)
-        yield server
-
-
 def candles(first: datetime, ranges: list[float], opens: float) -> list[FakeCandle]:
     return [
         FakeCandle(first + timedelta(days=i), opens, opens + r / 2, opens - r / 2, opens) for i, r in enumerate(ranges)
     ]
 
 
-def test_a_past_entry_uses_the_mark_candles_up_to_then(db: str, fake: FakeExchange) -> None:
+@pytest.mark.parametrize(
+    ("source", "path", "since", "until"),
+    [("binance-usdm", FAPI_MARK_KLINES, "startTime", "endTime"), ("bybit-linear", MARK_KLINE, "start", "end")],
+)
+def test_a_past_entry_uses_the_mark_candles_up_to_then(
+    db: str, fake: FakeExchange, source: str, path: str, since: str, until: str
+) -> None:
     day = datetime(2021, 6, 10, tzinfo=UTC)
     ranges = [1000.0 + 100 * i for i in range(14)] + [9999.0]  # 14 completed days, then the entry's own day
-    fake.set_market("binance-usdm", "BTCUSDT", mark=1.0, candles=candles(day - timedelta(days=14), ranges, 66000.0))
-    add(db, "--notional", "40000", "--margin", "6700", "--opened-at", OPENED.isoformat())
+    fake.set_market(source, "BTCUSDT", mark=1.0, candles=candles(day - timedelta(days=14), ranges, 66000.0))
+    args = ["positions", "add", "-s", source, *SEED[2:], "--notional", "40000", "--margin", "6700"]
+    cli(db, *args, "--opened-at", OPENED.isoformat())
     entry = position(db)["entry"]
     assert entry["mark_price"] == 66000.0  # the opening mark of the entry's day
     assert entry["adr"] == pytest.approx(1650.0) and entry["adr_days"] == 14  # the entry's day is left out
     assert entry["buffer_adr"] == pytest.approx((66000.0 - entry["liquidation_price"]) / 1650.0)
     assert entry["violation"] is False and entry["unknown"] == {}
-    (request,) = fake.requests_to(FAPI_MARK_KLINES)
-    assert request.query["startTime"] == str(int((day - timedelta(days=14)).timestamp() * 1000))
-    assert request.query["endTime"] == str(int(OPENED.timestamp() * 1000))
+    (request,) = fake.requests_to(path)
+    assert request.query[since] == str(int((day - timedelta(days=14)).timestamp() * 1000))
+    assert request.query[until] == str(int(OPENED.timestamp() * 1000))
     engine = open_engine(db)
     with Session(engine) as s:
         assert len(list(s.exec(select(MarkCandle)))) == 15  # every completed day, kept for good
     engine.dispose()
-    add(db, "--notional", "40000", "--margin", "6700", "--opened-at", OPENED.isoformat())
-    assert len(fake.requests_to(FAPI_MARK_KLINES)) == 1  # the second entry read the cache
+    cli(db, *args, "--opened-at", OPENED.isoformat())
+    assert len(fake.requests_to(path)) == 1  # the second entry read the cache
     assert position(db, 2)["entry"]["adr"] == entry["adr"]
 
 
@@ -143,6 +152,7 @@ def test_a_past_entry_without_candles_says_why_and_guesses_nothing(db: str, fake
 
 def test_edits_are_events_and_move_the_figures(db: str) -> None:
     add(db, "--qty", "1", "--margin", "6700", "--opened-at", "2026-01-01T00:00:00Z")
+    assert "not in the market list" in position(db)["entry"]["unknown"]["mark"]  # the fake does not list it
     before = position(db)["liquidation_price"]
     out = cli(db, "positions", "edit", "1", "--add-margin", "1000", "--at", "2026-01-02T00:00:00Z")
     assert "margin added 1,000" in out and "margin 7,700.00" in out
@@ -317,3 +327,19 @@ def test_show_prints_the_journal_lines(db: str) -> None:
     out = cli(db, "positions", "show", "1")
     assert "entry: table 2021-05-01" in out and "exit: table 2021-05-01" in out and "LP 56,001.51" in out
     assert "events: 1" in out
+
+
+def test_a_past_entry_is_checked_against_the_table_then(db: str, tmp_path: Path) -> None:
+    from monitor.service.importer import import_files, plan
+    from tests.risk.test_positions import BTC_ERA, ETH_ERA, archive
+
+    capped = [(f, r, min(lev, 20)) for f, r, lev in BTC_ERA]  # from 2021-06-01 at most 20×
+    later = archive(tmp_path, "2021-06-01_usdm.json", {"BTC/USDT:USDT": capped, "ETH/USDT:USDT": ETH_ERA}, 500e6)
+    engine = open_engine(db)
+    import_files(engine, "binance-usdm", plan([later]))
+    engine.dispose()
+    at_100x = ["--notional", "40000", "--margin", "400"]
+    assert "max 20×" in fails(db, "positions", "add", *SEED, *at_100x)
+    add(db, *at_100x, "--opened-at", "2021-05-15T00:00:00Z")  # 125× was allowed then
+    entry = position(db)["entry"]
+    assert entry["table_valid_from"].startswith("2021-05-01") and entry["margin"] == 400
