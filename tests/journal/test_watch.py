@@ -159,7 +159,7 @@ def test_a_config_with_a_bad_symbols_string_is_refused(tmp_path: Path) -> None:
     cfg.write_text(CONFIG.replace('symbols = "traded"', 'symbols = "BTC"'))
     with pytest.raises(TierdriftError) as info:
         load_settings(cfg)
-    assert 'filters of [[channels]] #2: a list of symbols, or "traded" (not \'BTC\')' in str(info.value)
+    assert "filters of [[channels]] #2: a list of symbols, or \"traded\" (not 'BTC')" in str(info.value)
     assert "\n" not in str(info.value)
 
 
