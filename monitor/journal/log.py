@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from monitor.config.settings import Settings
 from monitor.journal.figures import record_at
@@ -27,6 +27,7 @@ from monitor.journal.pnl import average_entry, margin_after_add, margin_after_re
 from monitor.risk.figures import spec_of
 from monitor.risk.liquidation import PositionError
 from monitor.store.models import Impact, Position, PositionEvent, PositionRecord, RiskEpisode
+from snapshots.db import ChangeRecord
 from snapshots.errors import NotFound
 from snapshots.history import versions
 from snapshots.reader import as_utc
@@ -203,7 +204,9 @@ def close(
 def holding_period(
     session: Session, p: Position, until: datetime, entry: PositionRecord | None, exit_: PositionRecord
 ) -> dict[str, Any]:
-    """What changed while `p` was open: its table's versions, its impacts, the worst buffer, violations."""
+    """What changed while `p` was open: its table's versions (`table_changes`, their `valid_from`) and the
+    change records detected in the period, its impacts, the tiers it crossed, the worst buffer seen (at
+    entry, exit, impacts and the last market check), violations at entry and in impacts, its risk episode."""
     opened = as_utc(p.opened_at)
     assert opened is not None
     assert p.id is not None
@@ -214,19 +217,32 @@ def holding_period(
         session.exec(select(Impact).where(Impact.position_id == p.id).order_by(col(Impact.detected_at), col(Impact.id)))
     )
     tiers_seen = [i.new_tier for i in impacts if i.new_tier is not None and i.new_tier != i.old_tier]
+    episode = session.get(RiskEpisode, p.id)
+    checked = iso(as_utc(episode.checked_at)) if episode else None
+    changes = session.exec(
+        select(func.count())
+        .select_from(ChangeRecord)
+        .where(
+            ChangeRecord.source == p.source,
+            ChangeRecord.symbol == p.symbol,
+            col(ChangeRecord.detected_at) > opened,
+            col(ChangeRecord.detected_at) <= until,
+        )
+    ).one()
     buffers = [
         (b, where)
         for b, where in (
             *((i.new_buffer_adr, f"impact at {iso(as_utc(i.detected_at))}") for i in impacts),
             (entry.buffer_adr if entry else None, "entry"),
             (exit_.buffer_adr, "exit"),
+            (episode.buffer_adr if episode else None, f"market check at {checked}"),
         )
         if b is not None
     ]
     worst = min(buffers, key=lambda t: t[0]) if buffers else None
-    episode = session.get(RiskEpisode, p.id)
     return {
         "table_changes": table_changes,
+        "tier_change_records": changes,
         "impacts": len(impacts),
         "tier_changes": tiers_seen,
         "liquidation_price_moves": [

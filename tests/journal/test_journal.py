@@ -224,6 +224,7 @@ def test_a_tier_change_while_open_is_in_the_exit_record(db: str, tmp_path: Path)
     cli(db, "positions", "close", "1", "--price", "60000", "--at", "2021-07-01T00:00:00Z")
     data = cli(db, "positions", "list", "--all", "--json")[0]
     assert data["exit"]["period"]["table_changes"] == [data["exit"]["table_valid_from"]]
+    assert data["exit"]["period"]["tier_change_records"] == 10 + 9  # every rate, every amount but tier 1's 0
     assert data["exit"]["maintenance_margin_rate"] == pytest.approx(0.006)  # the table in force at the exit
     assert data["entry"]["maintenance_margin_rate"] == 0.004
     assert data["exit"]["pnl"] == pytest.approx(40000 / 67000 * (60000 - 67000))
