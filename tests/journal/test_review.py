@@ -197,18 +197,31 @@ def test_csv_parses_with_formulas_defused(seed: str) -> None:
     assert rows[0]["usual_tier"] == "1" and rows[0]["violation_at_entry"] in ("", "false", "true")
 
 
+def _watch_hostile(db_url: str) -> None:
+    engine = open_engine(db_url)
+    with Session(engine) as s:
+        s.add(Watch(source="binance-usdm", symbol="BTC/USDT:USDT", added_at=datetime(2021, 5, 2, tzinfo=UTC),
+                    note="</h2><img src=x onerror=alert(2)> _x_"))  # fmt: skip
+        s.commit()
+    engine.dispose()
+
+
 def test_html_is_self_contained_and_escaped(seed: str, tmp_path: Path) -> None:
+    _watch_hostile(seed)
     out = tmp_path / "review.html"
     assert "written to" in cli(seed, "review", *PERIOD, "--format", "html", "--output", str(out))
     page = out.read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img" not in page and "watched (&lt;/h2&gt;&lt;img src=x onerror=alert(2)&gt; _x_)</h2>" in page
     assert "<svg" in page and "LP 56,001.51" in page and "LP 66,593.94" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
     assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_markdown_escapes_outside_text(seed: str) -> None:
+    _watch_hostile(seed)
     md = cli(seed, "review", *PERIOD, "--format", "md")
+    assert "watched (\\</h2\\>\\<img src=x onerror=alert\\(2\\)\\> \\_x\\_)" in md
     assert "## BTC/USDT:USDT on binance-usdm" in md
     note = next(line for line in md.splitlines() if "note:" in line)
     assert "\\*bold\\*" in note and "\\[a\\]\\(b\\)" in note and "\\<script\\>" in note and "\\|" in note
