@@ -14,7 +14,8 @@ Columns (CSV; `export_rows` gives the same keys for JSON, with the records and e
 
 The import accepts every one of these columns: it stores the position from its own columns (validated as
 ever), then the events, the close and the records as exported (records recomputed only when their columns
-are empty). So `export` → `import` into an empty database gives back the same journal.
+are empty). So `export` → `import` into an empty database gives back the same journal. Text starting
+like a spreadsheet formula (`=`, `+`, `-`, `@`, tab, CR) is written with a leading `'`, which the import drops.
 """
 
 from __future__ import annotations
@@ -113,6 +114,10 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True)
+    if isinstance(value, str):
+        # Text a spreadsheet would run as a formula gets a leading quote (OWASP's CSV injection advice);
+        # the import takes it off again (`risk.positions.unquote`).
+        return "'" + value if value[:1] in risk_positions.FORMULA_START else value
     return str(value)
 
 

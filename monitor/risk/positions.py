@@ -333,11 +333,20 @@ def _row_input(row: dict[str | None, str | list[str] | None]) -> PositionInput |
             mode=(values.get("mode") or "isolated").strip().lower() or "isolated",
             margin=_opt_float(values, "margin"),
             adr=_opt_float(values, "adr"),
-            note=(values.get("note") or "").strip() or None,
+            note=unquote((values.get("note") or "").strip()) or None,
             opened_at=parse_ts(opened) if opened else None,
         )
     except TierdriftError as exc:
         return str(exc)
+
+
+#: How a cell that a spreadsheet would run as a formula starts.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def unquote(text: str) -> str:
+    """A cell without the quote that `positions export` puts before text starting like a formula."""
+    return text[1:] if text.startswith("'") and text[1:2] in FORMULA_START else text
 
 
 def read_csv_text(path: Path) -> str:

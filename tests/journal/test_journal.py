@@ -257,7 +257,7 @@ def test_export_then_import_gives_the_same_journal(db: str, tmp_path: Path) -> N
     from tests.risk.test_positions import BTC_ERA, ETH_ERA, archive
 
     set_market(db, "binance-usdm", "BTC/USDT:USDT", 60000.0, 3000.0)
-    add(db, "--notional", "40000", "--margin", "6700", "--note", 'a "quoted", note')
+    add(db, "--notional", "40000", "--margin", "6700", "--note", '=HYPERLINK("x"), a "quoted" note')
     cli(db, "positions", "edit", "1", "--reduce-size", "0.1", "--price", "68000")
     cli(db, "positions", "close", "1", "--price", "66000")
     cli(db, "positions", "add", "-s", "binance-coinm", "--symbol", "BTCUSD_PERP", "--side", "short",
@@ -265,6 +265,7 @@ def test_export_then_import_gives_the_same_journal(db: str, tmp_path: Path) -> N
     first = tmp_path / "journal.csv"
     cli(db, "positions", "export", "--output", str(first))
     header = first.read_text().splitlines()[0].split(",")
+    assert ',"\'=HYPERLINK(""x""), a ""quoted"" note",' in first.read_text()  # no formula
     assert {"entry_liquidation_price", "exit_pnl", "events", "entry_buffer_adr"} <= set(header)
 
     fresh = f"sqlite:///{tmp_path / 'other.db'}"  # the same history, another database (ids differ)
@@ -282,6 +283,7 @@ def test_export_then_import_gives_the_same_journal(db: str, tmp_path: Path) -> N
     as_json = json.loads(CliRunner().invoke(app, ["--db", fresh, "positions", "export", "--format", "json"]).stdout)
     assert as_json[0]["exit_pnl"] == pytest.approx((40000 / 67000 - 0.1) * (66000 - 67000))
     assert as_json[0]["events"][0]["kind"] == "size_reduced"
+    assert as_json[0]["note"] == '=HYPERLINK("x"), a "quoted" note'  # JSON keeps the text as it is
 
 
 def test_an_import_of_a_plain_csv_computes_the_entries(db: str, tmp_path: Path) -> None:
