@@ -8,7 +8,7 @@ import csv
 import gzip
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from monitor.journal.review import direction
 from monitor.risk.impacts import ImpactContext, make_hook
 from monitor.service.importer import import_files, plan
 from monitor.store.database import open_engine
-from monitor.store.models import Position, Watch
+from monitor.store.models import MarkCandle, Position, Watch
 from snapshots.errors import TierdriftError
 from snapshots.model import Change
 from tests.conftest import BINANCE_HISTORY, ccxt_tiers, write_archive
@@ -68,12 +68,12 @@ def log_trade(
                      opened_at=datetime.fromisoformat(opened).replace(tzinfo=UTC))  # fmt: skip
         s.add(p)
         s.flush()
-        s.add(record_at(s, p, p.opened_at, settings, now=p.opened_at))
+        s.add(record_at(s, p, p.opened_at, settings, now=datetime.now(UTC)))
         s.flush()
         if closed:
             assert p.id is not None
             at = datetime.fromisoformat(closed).replace(tzinfo=UTC)
-            journal.close(s, p.id, price=exit_price, at=at, settings=settings, now=at)
+            journal.close(s, p.id, price=exit_price, at=at, settings=settings, now=datetime.now(UTC))
         s.commit()
     engine.dispose()
 
@@ -175,6 +175,33 @@ def test_a_tier_change_during_a_trade_moves_its_lp_in_the_review(seed: str, tmp_
     assert f"during: 1 impact(s), LP 66,593.94 → {lp:,.2f}" in text
     assert "during: no tier change touched it" in text
     assert "largest maintenance-rate change at a traded size: 0.4% → 0.45% at 40,000.00 notional" in text
+
+
+def test_a_violation_at_entry_is_said(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With daily mark candles cached (range 6,000 a day, opening at 67,000), the 40,000 entry has a buffer
+    of (67,000 − 56,001.51) / 6,000 = 1.83 ADR: below 2, a margin-risk violation at entry."""
+    monkeypatch.setenv("TIERDRIFT_CONFIG", str(tmp_path / "absent.toml"))
+    engine = open_engine(db_url)
+    payload = {"BTC/USDT:USDT": ccxt_tiers("BTC/USDT:USDT", BTC_ERA, top=500e6)}
+    import_files(engine, "binance-usdm", plan([write_archive(tmp_path / "2021-04-01_usdm.json", payload)]))
+    with Session(engine) as s:
+        for day in range(20):
+            opened = datetime(2021, 4, 21, tzinfo=UTC) + timedelta(days=day)
+            s.add(MarkCandle(source="binance-usdm", symbol="BTC/USDT:USDT", opened_at=opened, open=67_000,
+                             high=70_000, low=64_000, close=67_000, fetched_at=opened))  # fmt: skip
+        s.commit()
+    engine.dispose()
+    log_trade(db_url, tmp_path, "BTC/USDT:USDT", 40_000, 67_000, 6_700, "2021-05-05")
+    (item,) = json.loads(cli(db_url, "review", *PERIOD, "--format", "json"))
+    (t,) = item["trades"]
+    assert t["entry"]["unknown"] == {}, t["entry"]["unknown"]
+    assert t["entry"]["adr"] == pytest.approx(6_000) and t["entry"]["mark_price"] == 67_000
+    assert t["entry"]["buffer_adr"] == pytest.approx((67_000 - 56_001.51) / 6_000, abs=1e-5)
+    assert t["violation_at_entry"] is True
+    text = cli(db_url, "review", *PERIOD)
+    assert "entry: LP 56,001.51 (tier 1, 0.4%), mark 67,000.00, buffer 1.83 ADR, violation YES" in text
+    assert "MARGIN-RISK VIOLATION AT ENTRY" in text
+    assert '<li class="bad">MARGIN-RISK VIOLATION AT ENTRY</li>' in cli(db_url, "review", *PERIOD, "--format", "html")
 
 
 def test_a_trade_outside_the_period_is_left_out(seed: str) -> None:
