@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -34,6 +34,11 @@ from monitor.risk.positions import open_positions
 from monitor.service.polling import Hook
 from monitor.store.models import Position
 from snapshots.store import PollResult
+
+
+def _traded(session: Session, settings: Settings, now: datetime) -> frozenset[tuple[str, str]]:
+    """The traded and watched instruments now, for the digest's marks and the `symbols = "traded"` routes."""
+    return traded(session, now, timedelta(days=settings.traded_recent_days))
 
 
 def routes(settings: Settings) -> list[Route]:
@@ -97,7 +102,7 @@ def impact_sink(settings: Settings, clock: Callable[[], datetime]) -> ImpactSink
             impact["detected_at"] = row["detected_at"].isoformat().replace("+00:00", "Z")
             summary = _position_summary(positions[row["position_id"]])
             alerts.append(impact_alert(impact, summary, threshold_adr=threshold, now=now))
-        enqueue(session, alerts, where, now, traded(session, now))
+        enqueue(session, alerts, where, now, _traded(session, settings, now))
 
     return sink
 
@@ -131,7 +136,7 @@ def risk_sink(settings: Settings, clock: Callable[[], datetime]) -> RiskSink:
             summary = _position_summary(e.position)
             threshold, near = settings.violation_threshold_adr, settings.risk_near_liquidation_adr
             alerts.append(risk_alert(event, summary, threshold_adr=threshold, near_adr=near, now=now))
-        enqueue(session, alerts, where, now, traded(session, now))
+        enqueue(session, alerts, where, now, _traded(session, settings, now))
 
     return sink
 
@@ -159,7 +164,7 @@ def digest_hook(settings: Settings, clock: Callable[[], datetime]) -> Hook:
         if result.outcome != "ok" or result.baseline or not result.changes:
             return
         now = clock()
-        marked = traded(session, now)
+        marked = _traded(session, settings, now)
         alert = digest_alert(
             result.source,
             result.changes,
@@ -182,6 +187,7 @@ def watch_hook(settings: Settings, clock: Callable[[], datetime], fresh: Freshne
         if not found:
             return
         now = clock()
-        enqueue(session, [watch_impact_alert(i, now=now) for i in found], where, now, traded(session, now))
+        alerts = [watch_impact_alert(i, now=now) for i in found]
+        enqueue(session, alerts, where, now, _traded(session, settings, now))
 
     return hook

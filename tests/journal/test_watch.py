@@ -240,3 +240,25 @@ def test_watched_size_without_a_mark_says_why(tmp_path: Path, db_url: str) -> No
     assert impact["reasons"]["long"] == "no entry price: no market data fetched yet"
     assert (impact["old_rate"], impact["new_rate"]) == (0.005, 0.0075)  # needs no price
     engine.dispose()
+
+
+def test_traded_recent_days_is_a_setting(tmp_path: Path, db_url: str) -> None:
+    """A digest marks a symbol closed 10 days before the poll with the default 30 days, not with 7."""
+    engine = open_engine(db_url)
+    import_files(engine, "binance-usdm", plan([archive(tmp_path, "2021-05-01", BASE)]))
+    with Session(engine) as s:
+        _position(s, "BTC/USDT:USDT", "2021-05-01T00:00+00:00", "2021-05-23T00:00+00:00")
+        s.commit()
+    at = datetime(2021, 6, 2, tzinfo=UTC)
+    marks = []
+    for day, days in (("2021-06-02", 30), ("2021-06-03", 7)):
+        cfg = tmp_path / f"c{days}.toml"
+        cfg.write_text(f"traded_recent_days = {days}\n")
+        rows = BTC_TIGHTER if days == 30 else BTC
+        import_files(engine, "binance-usdm", plan([archive(tmp_path, day, {**BASE, "BTC/USDT:USDT": rows})]),
+                     hooks=poll_hooks(load_settings(cfg), lambda: at))  # fmt: skip
+        with Session(engine) as s:
+            digest = s.exec(select(AlertRecord).where(AlertRecord.kind == "tier_changes")).all()[-1]
+        marks.append(json.loads(digest.body)["data"].get("marked"))
+    assert marks == [["BTC/USDT:USDT"], None]
+    engine.dispose()
