@@ -13,6 +13,8 @@ position is priced with the account's other open cross positions and the stored 
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,16 +25,28 @@ from monitor.journal.history import CandleFetch, market_at
 from monitor.journal.records import FIGURES
 from monitor.risk.figures import Assessment, Key, Market, assess
 from monitor.risk.impacts import freshness, load_market, wallets
+from monitor.risk.liquidation import NEVER
 from monitor.risk.positions import priced_with
 from monitor.store.models import MarketData, Position, PositionRecord
 from snapshots.errors import NotFound
-from snapshots.history import VersionInfo, table_at
+from snapshots.history import VersionInfo, table_at, versions
 from snapshots.model import TierTable
 from snapshots.numbers import money, num, pct
-
+from snapshots.tables import load_tables
+from snapshots.timefmt import iso
 
 #: The keys of a record's `unknown`: its figures, and the market inputs ("mark", "adr") behind them.
 RECORD_REASONS = frozenset((*FIGURES, "mark", "adr", "table", "price", "pnl"))
+
+
+@dataclass(slots=True)
+class Memo:
+    """Lookups shared by many records (a backfill of thousands): each symbol's versions, each version's
+    table, each past market, read once."""
+
+    versions: dict[Key, list[VersionInfo]] = field(default_factory=dict)
+    tables: dict[int, TierTable] = field(default_factory=dict)
+    markets: dict[tuple[Key, datetime], tuple[Market, int | None]] = field(default_factory=dict)
 
 
 def record_at(
@@ -44,25 +58,33 @@ def record_at(
     now: datetime,
     kind: str = "entry",
     fetch: CandleFetch | None = None,
+    memo: Memo | None = None,
 ) -> PositionRecord:
-    """The `kind` record of `position` at `at` (not added to the session; fetched candles are)."""
-    group = priced_with(session, position) if position.closed_at is None else [position]
+    """The `kind` record of `position` at `at` (not added to the session; fetched candles are).
+
+    A cross position at a past moment is not priced: the wallet balance and the account's other positions
+    of that time are not stored (only the current ones), and guessing them would be a guess."""
+    recent = now - at <= timedelta(minutes=settings.mark_max_age_minutes)
+    group = priced_with(session, position) if position.closed_at is None and recent else [position]
     tables: dict[Key, TierTable] = {}
     infos: dict[Key, VersionInfo] = {}
     table_reason = None
     for p in group:
         try:
-            tables[(p.source, p.symbol)], infos[(p.source, p.symbol)] = table_at(
-                session.connection(), p.source, p.symbol, at
-            )
+            tables[(p.source, p.symbol)], infos[(p.source, p.symbol)] = _table(session, p.source, p.symbol, at, memo)
         except NotFound as exc:
             if p is position:
                 table_reason = str(exc)
-    market, days = market_for(session, {(p.source, p.symbol) for p in group}, at, settings, now=now, fetch=fetch)
-    found = assess(group, tables, market, wallets(session), threshold_adr=settings.violation_threshold_adr)
+    market, days = _markets(session, {(p.source, p.symbol) for p in group}, at, settings, now, fetch, memo)
     assert position.id is not None
-    a = found[position.id]
     key = (position.source, position.symbol)
+    if position.mode == "cross" and not recent:
+        m = market[key]
+        adr = position.adr_override or m.adr
+        why = f"cross margin at {iso(at)}: the wallet balance and the account's other positions then are not stored"
+        a = Assessment(position.id, None, why, m.mark, adr, "override" if position.adr_override else None, m.reasons)
+    else:
+        a = assess(group, tables, market, wallets(session), threshold_adr=settings.violation_threshold_adr)[position.id]
     info = infos.get(key)
     rec = _record(position, a, kind, at, days.get(key))
     rec.table_version_id = info.id if info else None
@@ -72,6 +94,45 @@ def record_at(
         unknown["table"] = table_reason
     rec.unknown = json.dumps(unknown, sort_keys=True)
     return rec
+
+
+def _table(
+    session: Session, source: str, symbol: str, at: datetime, memo: Memo | None
+) -> tuple[TierTable, VersionInfo]:
+    """`snapshots.history.table_at`, through `memo` when there is one (its NotFound when none is in force)."""
+    if memo is None:
+        return table_at(session.connection(), source, symbol, at)
+    found = memo.versions.get((source, symbol))
+    if found is None:
+        found = memo.versions[(source, symbol)] = versions(session.connection(), source, symbol)
+    i = bisect_right([v.valid_from for v in found], at) - 1
+    if i < 0 or (found[i].valid_to is not None and found[i].valid_to <= at):  # type: ignore[operator]
+        return table_at(session.connection(), source, symbol, at)  # raises NotFound saying why
+    info = found[i]
+    if info.id not in memo.tables:
+        memo.tables[info.id] = load_tables(session.connection(), [info.id])[info.id]
+    return memo.tables[info.id], info
+
+
+def _markets(
+    session: Session,
+    keys: set[Key],
+    at: datetime,
+    settings: Settings,
+    now: datetime,
+    fetch: CandleFetch | None,
+    memo: Memo | None,
+) -> tuple[dict[Key, Market], dict[Key, int | None]]:
+    if memo is None or now - at <= timedelta(minutes=settings.mark_max_age_minutes):
+        return market_for(session, keys, at, settings, now=now, fetch=fetch)
+    market: dict[Key, Market] = {}
+    days: dict[Key, int | None] = {}
+    for k in keys:
+        if (k, at) not in memo.markets:
+            m, d = market_for(session, {k}, at, settings, now=now, fetch=fetch)
+            memo.markets[(k, at)] = (m[k], d[k])
+        market[k], days[k] = memo.markets[(k, at)]
+    return market, days
 
 
 def market_for(
@@ -155,8 +216,9 @@ def journal_line(r: dict[str, Any], *, threshold_adr: float) -> str:
         adr += f" ({r['adr_days']}d)" if r.get("adr_days") else ""
         adr += f" [{r['adr_source']}]" if r.get("adr_source") else ""
     lp = n("liquidation_price")
-    if r.get("liquidation_price") is None and "liquidation_price" not in (r.get("unknown") or {}):
-        lp = "none"
+    why = (r.get("unknown") or {}).get("liquidation_price")
+    if r.get("liquidation_price") is None and (why is None or why == NEVER):
+        lp = "none"  # the margin covers any adverse move: no price liquidates it
     parts = [
         f"table {r.get('table_valid_from') or 'unknown'}",
         f"tier {r['tier'] if r.get('tier') is not None else 'unknown'}",

@@ -21,7 +21,7 @@ from typing import Any
 from sqlmodel import Session, col, func, select
 
 from monitor.config.settings import Settings
-from monitor.journal.figures import record_at
+from monitor.journal.figures import Memo, record_at
 from monitor.journal.history import CandleFetch
 from monitor.journal.pnl import average_entry, margin_after_add, margin_after_reduce, realised
 from monitor.risk.figures import spec_of
@@ -60,10 +60,11 @@ def backfill(session: Session, settings: Settings, *, now: datetime) -> int:
     """Add the missing entry records of every position (marked `recomputed`); how many were added."""
     have = select(PositionRecord.position_id).where(PositionRecord.kind == "entry")
     missing = list(session.exec(select(Position).where(col(Position.id).not_in(have)).order_by(col(Position.id))))
+    memo = Memo()  # thousands of positions share a few hundred symbols and versions
     for p in missing:
         opened = as_utc(p.opened_at)
         assert opened is not None
-        rec = record_at(session, p, opened, settings, now=now, kind="entry", fetch=None)
+        rec = record_at(session, p, opened, settings, now=now, kind="entry", fetch=None, memo=memo)
         rec.recomputed = True
         session.add(rec)
     session.flush()

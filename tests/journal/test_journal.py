@@ -346,3 +346,18 @@ def test_a_past_entry_is_checked_against_the_table_then(db: str, tmp_path: Path)
     add(db, *at_100x, "--opened-at", "2021-05-15T00:00:00Z")  # 125× was allowed then
     entry = position(db)["entry"]
     assert entry["table_valid_from"].startswith("2021-05-01") and entry["margin"] == 400
+
+
+def test_a_past_cross_entry_says_the_account_then_is_not_known(db: str) -> None:
+    cli(db, "account", "set", "--source", "binance-usdm", "--wallet-balance", "10000")
+    cli(db, "positions", "add", "-s", "binance-usdm", "--symbol", "BTCUSDT", "--side", "long", "--entry", "30000",
+        "--qty", "1", "--mode", "cross", "--opened-at", "2021-06-01")  # fmt: skip
+    entry = position(db)["entry"]
+    assert entry["liquidation_price"] is None and entry["table_valid_from"].startswith("2021-05-01")
+    assert (
+        "wallet balance and the account's other positions then are not stored" in entry["unknown"]["liquidation_price"]
+    )
+    set_market(db, "binance-usdm", "BTC/USDT:USDT", 30000.0, 1000.0)
+    cli(db, "positions", "add", "-s", "binance-usdm", "--symbol", "BTCUSDT", "--side", "long", "--entry", "30000",
+        "--qty", "1", "--mode", "cross")  # fmt: skip
+    assert position(db, 2)["entry"]["liquidation_price"] is not None  # now: the account as it stands
