@@ -288,13 +288,15 @@ def _chart(item: Item) -> str:
     for label, s in (("usual size, one tier up", item["scaling"].get("usual")),):
         if s and s.get("next_tier_liquidation_price"):
             bars.append((label, abs(s["entry_price"] - s["next_tier_liquidation_price"]) / s["entry_price"]))
-    return _svg_bars(bars, f"{item['symbol']}: distance from entry to liquidation price")
+    caption = f"{item['symbol']}: distance from entry to the liquidation price"
+    svg = _svg_bars(bars, caption)
+    return f"<figure>{svg}<figcaption>{_html(caption)}</figcaption></figure>" if svg else ""
 
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
     "h2{border-bottom:1px solid #ccc;padding-bottom:.2em}li{margin:.2em 0}.bad{color:#b00;font-weight:bold}"
-    "code{white-space:pre-wrap}"
+    "figcaption{font-size:.85em;color:#555}"
 )
 
 
