@@ -47,6 +47,7 @@ class Memo:
     versions: dict[Key, list[VersionInfo]] = field(default_factory=dict)
     tables: dict[int, TierTable] = field(default_factory=dict)
     markets: dict[tuple[Key, datetime], tuple[Market, int | None]] = field(default_factory=dict)
+    wallets: dict[str, float] | None = None
 
 
 def record_at(
@@ -84,7 +85,11 @@ def record_at(
         why = f"cross margin at {iso(at)}: the wallet balance and the account's other positions then are not stored"
         a = Assessment(position.id, None, why, m.mark, adr, "override" if position.adr_override else None, m.reasons)
     else:
-        a = assess(group, tables, market, wallets(session), threshold_adr=settings.violation_threshold_adr)[position.id]
+        if memo is None:
+            money = wallets(session)
+        else:
+            money = memo.wallets = memo.wallets if memo.wallets is not None else wallets(session)
+        a = assess(group, tables, market, money, threshold_adr=settings.violation_threshold_adr)[position.id]
     info = infos.get(key)
     rec = _record(position, a, kind, at, days.get(key))
     rec.table_version_id = info.id if info else None

@@ -61,12 +61,15 @@ def backfill(session: Session, settings: Settings, *, now: datetime) -> int:
     have = select(PositionRecord.position_id).where(PositionRecord.kind == "entry")
     missing = list(session.exec(select(Position).where(col(Position.id).not_in(have)).order_by(col(Position.id))))
     memo = Memo()  # thousands of positions share a few hundred symbols and versions
-    for p in missing:
-        opened = as_utc(p.opened_at)
-        assert opened is not None
-        rec = record_at(session, p, opened, settings, now=now, kind="entry", fetch=None, memo=memo)
-        rec.recomputed = True
-        session.add(rec)
+    records = []
+    with session.no_autoflush:  # nothing read here depends on the records being added
+        for p in missing:
+            opened = as_utc(p.opened_at)
+            assert opened is not None
+            rec = record_at(session, p, opened, settings, now=now, kind="entry", fetch=None, memo=memo)
+            rec.recomputed = True
+            records.append(rec)
+    session.add_all(records)
     session.flush()
     return len(missing)
 

@@ -11,11 +11,12 @@ price, and it adds `pnl` and `period`. Used by the `--json` shapes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import Table, select
+from sqlmodel import Session
 
 from monitor.store.models import PositionEvent, PositionRecord
 from snapshots.reader import as_utc
@@ -43,22 +44,28 @@ class JournalRecords:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def record_dict(r: PositionRecord) -> dict[str, Any]:
-    """A stored record in the `--json` key names (times as ISO text, `unknown` and `period` decoded)."""
-    out: dict[str, Any] = {k: getattr(r, k) for k in RECORD_KEYS}
-    out["at"] = iso(as_utc(r.at))
-    out["table_valid_from"] = iso(as_utc(r.table_valid_from))
-    out["unknown"] = json.loads(r.unknown) if r.unknown else {}
-    out["period"] = json.loads(r.period) if r.period else None
-    if r.kind == "entry":
+def record_dict(r: PositionRecord | Mapping[Any, Any]) -> dict[str, Any]:
+    """A stored record (a model, or a row's mapping) in the `--json` key names: times as ISO text,
+    `unknown` and `period` decoded; an entry has no `pnl` nor `period`."""
+    row: Mapping[Any, Any] = r if isinstance(r, Mapping) else r.model_dump()
+    out: dict[str, Any] = {k: row[k] for k in RECORD_KEYS}
+    out["at"] = iso(as_utc(row["at"]))
+    out["table_valid_from"] = iso(as_utc(row["table_valid_from"]))
+    out["unknown"] = json.loads(row["unknown"]) if row["unknown"] else {}
+    out["period"] = json.loads(row["period"]) if row["period"] else None
+    if out["violation"] is not None:
+        out["violation"] = bool(out["violation"])  # SQLite hands Core rows' booleans back as 0/1
+    out["recomputed"] = bool(out["recomputed"])
+    if row["kind"] == "entry":
         for k in ("pnl", "period"):  # an entry's `price` is its entry price
             del out[k]
     return out
 
 
-def event_dict(e: PositionEvent) -> dict[str, Any]:
-    out: dict[str, Any] = {k: getattr(e, k) for k in EVENT_KEYS}
-    out["at"] = iso(as_utc(e.at))
+def event_dict(e: PositionEvent | Mapping[Any, Any]) -> dict[str, Any]:
+    row: Mapping[Any, Any] = e if isinstance(e, Mapping) else e.model_dump()
+    out: dict[str, Any] = {k: row[k] for k in EVENT_KEYS}
+    out["at"] = iso(as_utc(row["at"]))
     return out
 
 
@@ -66,12 +73,16 @@ def records_for(session: Session, position_ids: Iterable[int]) -> dict[int, Jour
     """The journal of each of `position_ids` (every id gets one, empty when nothing was recorded)."""
     ids = sorted(set(position_ids))
     out = {i: JournalRecords() for i in ids}
+    # Core rows, not ORM objects: 10,000 positions' records and events read in a fraction of the time.
+    records: Table = PositionRecord.__table__  # type: ignore[attr-defined]
+    events: Table = PositionEvent.__table__  # type: ignore[attr-defined]
+    conn = session.connection()
     for chunk in _chunks(ids):
-        for r in session.exec(select(PositionRecord).where(col(PositionRecord.position_id).in_(chunk))):
-            setattr(out[r.position_id], r.kind, record_dict(r))
-        events = select(PositionEvent).where(col(PositionEvent.position_id).in_(chunk))
-        for e in session.exec(events.order_by(col(PositionEvent.at), col(PositionEvent.id))):
-            out[e.position_id].events.append(event_dict(e))
+        for r in conn.execute(select(records).where(records.c.position_id.in_(chunk))).mappings():
+            setattr(out[r["position_id"]], r["kind"], record_dict(r))
+        stmt = select(events).where(events.c.position_id.in_(chunk)).order_by(events.c.at, events.c.id)
+        for e in conn.execute(stmt).mappings():
+            out[e["position_id"]].events.append(event_dict(e))
     return out
 
 
