@@ -361,3 +361,15 @@ def test_a_past_cross_entry_says_the_account_then_is_not_known(db: str) -> None:
     cli(db, "positions", "add", "-s", "binance-usdm", "--symbol", "BTCUSDT", "--side", "long", "--entry", "30000",
         "--qty", "1", "--mode", "cross")  # fmt: skip
     assert position(db, 2)["entry"]["liquidation_price"] is not None  # now: the account as it stands
+
+
+def test_export_to_stdout_and_a_file_that_cannot_be_written(db: str, tmp_path: Path) -> None:
+    add(db, "--notional", "40000", "--margin", "6700")
+    rows = json.loads(cli(db, "positions", "export", "--format", "json"))
+    assert rows[0]["entry_tier"] == 1 and rows[0]["notional"] is None and rows[0]["exit_at"] is None
+    assert cli(db, "positions", "export").splitlines()[0].startswith("id,source,symbol,side,entry,")
+    target = tmp_path / "missing-folder" / "out.csv"
+    line = fails(db, "positions", "export", "--output", str(target))
+    assert "cannot write" in line and "\n" not in line.strip()
+    assert not target.parent.exists()
+    assert "expected csv or json" in fails(db, "positions", "export", "--format", "xlsx")
