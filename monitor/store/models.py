@@ -129,9 +129,9 @@ class PositionRecord(SQLModel, table=True):
     """The journal's risk column of one position: its figures at entry or at exit (monitor.journal).
 
     The figure columns carry the key names of `liq --json`; a figure that could not be had is None with
-    its reason in `unknown` (JSON object {figure: reason}). `price` is the entry or the exit price. `recomputed`: computed later from the stored
-    history, not at the time (positions logged before the journal existed). An exit adds `price`, `pnl`
-    and `period` (JSON: what changed while it was open)."""
+    its reason in `unknown` (JSON object {figure: reason}). `price` is the entry or the exit price.
+    `recomputed`: computed later from the stored history, not at the time (positions logged before the
+    journal existed). An exit adds `pnl` and `period` (JSON: what changed while it was open)."""
 
     __tablename__ = "position_record"
     __table_args__ = (UniqueConstraint("position_id", "kind", name="uq_position_record_kind"),)
