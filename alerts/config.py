@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -81,13 +82,22 @@ def _check_name(value: str) -> str:
     return value
 
 
+#: Traded instruments as the outbox is given them: (source, symbol) pairs.
+Marked = Collection[tuple[str, str]]
+
+#: The `symbols` filter that takes only traded and watched instruments (the monitor computes the set).
+TRADED = "traded"
+
+
 class Filters(BaseModel):
-    """Which alerts a channel takes. An empty list means "all"."""
+    """Which alerts a channel takes. An empty list means "all". `symbols = "traded"` takes the alerts on
+    instruments traded (open or recently closed positions) or watched: the set is given to `accepts` when
+    the alert is enqueued; an alert on no one symbol (a digest) passes when it names a traded one."""
 
     model_config = STRICT
 
     sources: list[str] = Field(default_factory=list)
-    symbols: list[str] = Field(default_factory=list)
+    symbols: list[str] | Literal["traded"] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=list)
     min_severity: str = "info"
 
@@ -97,6 +107,13 @@ class Filters(BaseModel):
         unknown = [s for s in value if s not in SOURCES]
         if unknown:
             raise ValueError(f"unknown source {unknown[0]!r}; choose from {', '.join(SOURCES)}")
+        return value
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _list_or_traded(cls, value: object) -> object:
+        if isinstance(value, str) and value != TRADED:
+            raise ValueError(f'a list of symbols, or "traded" (not {value[:40]!r})')
         return value
 
     @field_validator("kinds")
@@ -113,16 +130,28 @@ class Filters(BaseModel):
         Severity.parse(value)
         return value.lower()
 
-    def accepts(self, alert: Alert) -> bool:
+    def accepts(self, alert: Alert, traded: Marked = ()) -> bool:
+        """Whether this channel takes `alert`; `traded` is the traded and watched set at enqueue time."""
         if alert.kind == "test":
             return True  # `alerts test` must reach every channel whatever its filters
         if self.kinds and alert.kind not in self.kinds:
             return False
         if self.sources and alert.source not in self.sources:
             return False
-        if self.symbols and alert.symbol not in self.symbols:
+        if self.symbols == TRADED:
+            if not _names_traded(alert, traded):
+                return False
+        elif self.symbols and alert.symbol not in self.symbols:
             return False
         return alert.severity >= Severity.parse(self.min_severity)
+
+
+def _names_traded(alert: Alert, traded: Marked) -> bool:
+    """Whether `alert` is about a traded instrument: its own symbol, or (a digest) one of those it lists."""
+    if alert.symbol is not None:
+        return (alert.source, alert.symbol) in traded
+    listed = [*alert.data.get("marked", ()), *alert.data.get("symbols", ())]
+    return any((alert.source, s) in traded for s in listed if isinstance(s, str))
 
 
 class _Channel(BaseModel):

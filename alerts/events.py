@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -73,6 +73,46 @@ def impact_alert(
     )
     data = {"impact": dict(impact), "position": dict(position), "threshold_adr": threshold_adr}
     return Alert(new_id(), "position_impact", severity, now, title, impact["source"], symbol, tuple(lines), rows, data)
+
+
+def watch_impact_alert(impact: Mapping[str, Any], *, now: datetime) -> Alert:
+    """An alert for a table change on a watched size (monitor.journal.watch_impact): how a long and a short
+    of that notional, entered at the mark with the old tier's maximum leverage, would see their
+    liquidation prices move. Warning when the size's maintenance rate rises or its leverage is cut."""
+    symbol, source, size = impact["symbol"], impact["source"], impact.get("size_notional")
+    old_rate, new_rate = impact.get("old_rate"), impact.get("new_rate")
+    old_lev, new_lev = impact.get("old_max_leverage"), impact.get("new_max_leverage")
+    tighter = (old_rate is not None and new_rate is not None and new_rate > old_rate) or (
+        old_lev is not None and new_lev is not None and new_lev < old_lev
+    )
+    long_old, long_new = impact.get("long_old_liquidation_price"), impact.get("long_new_liquidation_price")
+    short_old, short_new = impact.get("short_old_liquidation_price"), impact.get("short_new_liquidation_price")
+    title = (
+        f"{symbol} watched at {money(size)}: liquidation price long {money(long_old)} → {money(long_new)},"
+        f" short {money(short_old)} → {money(short_new)}"
+    )
+    lines = [
+        f"{source} {symbol}: a watched size of {money(size)} notional (no position), priced as entered at the"
+        f" mark {money(impact.get('entry_price'))} with {leverage(impact.get('leverage'))} isolated margin"
+        f" {money(impact.get('margin'))}",
+    ]
+    if impact.get("note"):
+        lines.append(f"note: {impact['note']}")
+    changes = impact.get("changes") or []
+    lines.extend(f"cause: {_change_line(symbol, c)}" for c in changes[:5])
+    if len(changes) > 5:
+        lines.append(f"cause: … and {len(changes) - 5} more changes")
+    lines.extend(f"unknown {k}: {v}" for k, v in (impact.get("reasons") or {}).items())
+    rows = (
+        ("tier at this size", str(impact.get("old_tier") or "—"), str(impact.get("new_tier") or "—")),
+        ("maintenance rate", pct(old_rate), pct(new_rate)),
+        ("max leverage", leverage(old_lev), leverage(new_lev)),
+        ("liquidation price, long", money(long_old), money(long_new)),
+        ("liquidation price, short", money(short_old), money(short_new)),
+    )
+    severity = Severity.WARNING if tighter else Severity.INFO
+    data = {"watch_impact": dict(impact)}
+    return Alert(new_id(), "watch_impact", severity, now, title, source, symbol, tuple(lines), rows, data)
 
 
 #: What each risk level is called, in titles and lines.
@@ -198,11 +238,26 @@ def _tightens(c: Change) -> bool:
     return (c.field in _TIGHTER_IF_UP and c.new > c.old) or (c.field in _TIGHTER_IF_DOWN and c.new < c.old)
 
 
+#: How a traded or watched instrument is marked in a digest's rows.
+MARK = "★ "
+
+
 def digest_alert(
-    source: str, changes: Sequence[Change], *, detected_at: datetime, previous_poll_at: datetime | None, now: datetime
+    source: str,
+    changes: Sequence[Change],
+    *,
+    detected_at: datetime,
+    previous_poll_at: datetime | None,
+    now: datetime,
+    marked: Collection[str] = frozenset(),
 ) -> Alert:
-    """All changes of one poll of one source, as one message; a large batch is summarised."""
+    """All changes of one poll of one source, as one message; a large batch is summarised. `marked` are the
+    symbols of this source that are traded or watched: they are named first, starred, and listed in
+    `data["marked"]`."""
     symbols = sorted({c.symbol for c in changes})
+    hits = [s for s in symbols if s in marked]
+    # Changes on traded symbols first, so that a large batch never hides them below the shown rows.
+    changes = sorted(changes, key=lambda c: c.symbol not in marked)
     kinds = Counter(c.kind for c in changes)
     tighter = sum(1 for c in changes if _tightens(c))
     severity = Severity.WARNING if tighter else Severity.INFO
@@ -213,17 +268,22 @@ def digest_alert(
     lines = [f"detected {window}", ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))]
     if tighter:
         lines.append(f"{tighter} change(s) tighten margin requirements")
+    if hits:
+        lines.append(f"{MARK}traded or watched: {', '.join(hits)}")
     shown = [c for c in changes if c.kind == "tier_changed"][:DIGEST_LINES]
     rows = tuple(
         (
-            f"{c.symbol} tier {c.tier} {str(c.field).replace('_', ' ')}",
+            f"{MARK if c.symbol in marked else ''}{c.symbol} tier {c.tier} {str(c.field).replace('_', ' ')}",
             value_formatter(str(c.field))(c.old),
             value_formatter(str(c.field))(c.new),
         )
         for c in shown
     )
     others = [c for c in changes if c.kind != "tier_changed"][:DIGEST_LINES]
-    lines.extend(_change_line(c.symbol, {"kind": c.kind, "tier": c.tier}) for c in others)
+    lines.extend(
+        f"{MARK if c.symbol in marked else ''}{_change_line(c.symbol, {'kind': c.kind, 'tier': c.tier})}"
+        for c in others
+    )
     hidden = len(changes) - len(shown) - len(others)
     if hidden > 0:
         lines.append(f"… and {hidden} more change(s): tierdrift changes --source {source} --since {_iso(detected_at)}")
@@ -237,6 +297,8 @@ def digest_alert(
         "changes_total": len(changes),
         "tightening": tighter,
     }
+    if hits:
+        data["marked"] = hits
     return Alert(new_id(), "tier_changes", severity, now, title, source, None, tuple(lines), rows, data)
 
 

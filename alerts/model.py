@@ -13,7 +13,9 @@ from enum import IntEnum
 from typing import Any
 
 #: The kinds of event that become alerts.
-KINDS: tuple[str, ...] = ("position_impact", "position_risk", "tier_changes", "source_health", "test")
+KINDS: tuple[str, ...] = (
+    "position_impact", "position_risk", "watch_impact", "tier_changes", "source_health", "test",
+)  # fmt: skip
 
 #: Version of the JSON payload schema sent to webhooks (README: "Webhook payload").
 SCHEMA_VERSION = 1

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from alerts.config import Filters
+from alerts.config import Filters, Marked
 from alerts.db import AlertRecord, Delivery
 from alerts.model import Alert, Severity
 from snapshots.reader import as_utc
@@ -55,8 +55,11 @@ def from_record(rec: AlertRecord) -> Alert:
     )
 
 
-def enqueue(session: Session, alerts: Iterable[Alert], routes: Sequence[Route], now: datetime) -> int:
-    """Store `alerts` with one pending delivery per accepting route; return the deliveries created."""
+def enqueue(
+    session: Session, alerts: Iterable[Alert], routes: Sequence[Route], now: datetime, traded: Marked = ()
+) -> int:
+    """Store `alerts` with one pending delivery per accepting route; return the deliveries created.
+    `traded` is the traded and watched instruments now, for the routes filtered on `symbols = "traded"`."""
     alert_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
     for alert in alerts:
@@ -82,7 +85,7 @@ def enqueue(session: Session, alerts: Iterable[Alert], routes: Sequence[Route], 
                 "created_at": now,
             }
             for route in routes
-            if route.filters.accepts(alert)
+            if route.filters.accepts(alert, traded)
         )
     if alert_rows:
         session.execute(insert(AlertRecord), alert_rows)

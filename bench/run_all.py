@@ -22,6 +22,7 @@ BENCHES = {
     "impacts": ["bench/bench_impacts.py"],
     "alerts": ["bench/bench_alerts.py"],
     "risk": ["bench/bench_risk.py"],
+    "review": ["bench/bench_review.py"],
     "soak": ["bench/soak.py"],
     "killtest": ["bench/killtest.py", "--rounds", "50"],
     "web": ["bench/bench_web.py"],
@@ -128,6 +129,24 @@ def render() -> str:
             "each risk episode, write the levels, enqueue the `position_risk` alerts, one transaction | "
             f"{risk['track_risk_median_ms'] / 1000:.2f} s | {risk['assess_only_median_ms'] / 1000:.2f} s: "
             f"`assess_now` alone, which the market job ran before | {risk['ratio']}× |",
+            "",
+        ]
+    if review := load("review"):
+        floor = review["floor_changes_json_s"]
+        out += [
+            "## Review",
+            "",
+            f"`bench/bench_review.py` (issue 12): `tierdrift review` over a year of the recorded Binance history with "
+            f"{review['trades']:,} trades on {review['instruments']} instruments ({review['table_changes']} table "
+            "changes), whole process, median of 5 runs; floor: `changes --json` of the same year, same run.",
+            "",
+            "| `--format` | median (min–max) | target | floor | ratio |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {fmt} | {r['median_s']:.2f} s ({r['min_s']:.2f}–{r['max_s']:.2f}) | ≤ 3 s "
+                f"({verdict(r['median_s'] <= 3)}) | {floor:.2f} s | {r['ratio']:.2f}× |"
+                for fmt, r in review["review"].items()
+            ),
             "",
         ]
     if soak := load("soak"):

@@ -17,9 +17,11 @@ from monitor.cli import alerts as cli_alerts
 from monitor.cli import context as cli_context
 from monitor.cli import daemon as cli_daemon
 from monitor.cli import errors as cli_errors
+from monitor.cli import journal as cli_journal
 from monitor.cli import market as cli_market
 from monitor.cli import output
 from monitor.cli import positions as cli_positions
+from monitor.cli import review as cli_review
 from monitor.service import shapes
 from snapshots.errors import TierdriftError
 from snapshots.history import (
@@ -374,6 +376,7 @@ def polls(
     output.console().print(table)
 
 
+cli_journal.register(cli_positions.positions_app)  # positions edit, positions export
 app.add_typer(cli_positions.positions_app, name="positions")
 app.add_typer(cli_positions.account_app, name="account")
 app.command("impacts")(cli_positions.impacts)
@@ -385,6 +388,8 @@ app.command("web")(cli_daemon.web)
 app.command("check")(cli_daemon.check)
 app.command("demo")(cli_daemon.demo)
 app.add_typer(cli_daemon.config_app, name="config")
+app.add_typer(cli_review.watch_app, name="watch")
+app.command("review")(cli_review.review)
 
 
 #: Read-only commands that must start fast. Typer builds the click command of every registered command on

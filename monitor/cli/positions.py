@@ -71,8 +71,12 @@ def add(
     adr: Adr = None,
     note: Annotated[str | None, typer.Option("--note")] = None,
     opened_at: Annotated[str | None, typer.Option("--opened-at", help="When it was opened (default now).")] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse to log an entry that is a margin-risk violation (exit 1).")
+    ] = False,
 ) -> None:
-    """Log an open position."""
+    """Log an open position and its entry record: the risk figures at entry, as the journal line."""
+    from monitor.cli import journal
     from monitor.risk.positions import PositionInput, validate
 
     c = cli_context.get(ctx)
@@ -82,23 +86,35 @@ def add(
     )  # fmt: skip
     with c.write_session() as session:
         position = validate(session.connection(), item, now=utcnow())
-        session.add(position)
+        entry_record = journal.log_entry(c, session, position, strict=strict)
         session.commit()
         session.refresh(position)
     output.console().print(
         f"position {position.id} logged: {position.side} {position.size_input} {output.safe(position.symbol)}"
     )
+    journal.print_record("entry", entry_record, c.settings.violation_threshold_adr)
 
 
 @positions_app.command("close")
-def close(ctx: typer.Context, position_id: cli_context.IdArg) -> None:
-    """Mark a position closed (it stays in the log, without risk figures)."""
-    from monitor.risk import positions
+def close(
+    ctx: typer.Context,
+    position_id: cli_context.IdArg,
+    price: Annotated[float | None, typer.Option("--price", help="Exit price (without it, the PnL is unknown).")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="When it was closed (default now).")] = None,
+) -> None:
+    """Close a position and store its exit record: exit price, realised PnL, the figures at exit, and what
+    changed while it was open. It stays in the log, without current risk figures."""
+    from monitor.cli import journal
+    from monitor.journal.records import record_dict
 
-    with cli_context.get(ctx).write_session() as session:
-        positions.close(session, position_id, utcnow())
+    c = cli_context.get(ctx)
+    with c.write_session() as session:
+        rec = record_dict(journal.exit_record(c, session, position_id, price, cli_context.opt_ts(at)))
         session.commit()
     output.console().print(f"position {position_id} closed")
+    journal.print_record("exit", rec, c.settings.violation_threshold_adr)
+    if price is None:
+        output.console().print("exit price not given: PnL unknown (`positions close ID --price P` records it)")
 
 
 @positions_app.command("list")
@@ -118,7 +134,7 @@ def list_(
 
     c = cli_context.get(ctx)
     with Session(c.read_engine) as session:
-        data = shapes.positions(session, c.settings, utcnow(), include_closed=all_)
+        data = shapes.positions(session, c.settings, utcnow(), include_closed=all_, journal=as_json)
     if as_json:
         output.emit_json(data)
     elif not data:
@@ -153,9 +169,15 @@ def show(
         output.emit_json(data)
         return
     for key, value in data.items():
-        if key != "impacts":
+        if key not in ("impacts", "entry", "exit", "events"):
             output.console().print(f"{key:>28}: {_shown(key, value)}")
     output.console().print(f"{'impacts':>28}: {len(data['impacts'])}")
+    output.console().print(f"{'events':>28}: {len(data['events'])}")
+    from monitor.cli.journal import print_record
+
+    for kind in ("entry", "exit"):
+        if data[kind] is not None:
+            print_record(kind, data[kind], cli_context.get(ctx).settings.violation_threshold_adr)
 
 
 def _shown(key: str, value: Any) -> str:
@@ -167,11 +189,12 @@ def _shown(key: str, value: Any) -> str:
 
 @positions_app.command("import")
 def import_csv(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="CSV with a header row.")]) -> None:
-    """Import positions from CSV, all or nothing (columns: see README)."""
-    from monitor.risk import positions
+    """Import positions from CSV, all or nothing (columns: see README; `positions export` writes them)."""
+    from monitor.journal.export import import_csv as import_journal
 
-    with cli_context.get(ctx).write_session() as session:
-        added = positions.import_csv(session, file, now=utcnow())
+    c = cli_context.get(ctx)
+    with c.write_session() as session:
+        added = import_journal(session, file, c.settings, now=utcnow())
         session.commit()
     output.console().print(f"imported {len(added)} position(s) from {output.safe(file.name)}")
 
@@ -235,7 +258,9 @@ def liq(
     symbol: Annotated[str, typer.Option("--symbol", help="e.g. BTC/USDT:USDT or BTCUSDT.")],
     side: Side,
     entry: Entry,
-    margin: Annotated[float, typer.Option("--margin", help="Isolated margin (quote; coin for inverse).")],
+    margin: Annotated[
+        float | None, typer.Option("--margin", help="Isolated margin (quote; coin for inverse); not with cross.")
+    ] = None,
     qty: Qty = None,
     notional: Notional = None,
     contracts: Contracts = None,
@@ -243,20 +268,46 @@ def liq(
     mark: Annotated[float | None, typer.Option("--mark", help="Mark price for distance and buffer.")] = None,
     adr: Adr = None,
     at: Annotated[str | None, typer.Option("--at", help="Use the tier table in force at this time.")] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="isolated, or cross (binance-usdm: with the account's other positions).")
+    ] = "isolated",
+    wallet_balance: Annotated[
+        float | None, typer.Option("--wallet-balance", help="Cross wallet balance (default: the stored one).")
+    ] = None,
+    journal_line: Annotated[
+        bool,
+        typer.Option(
+            "--journal", help="Print the journal line an entry would store (market data as `positions add` takes it)."
+        ),
+    ] = False,
     as_json: cli_context.JsonOpt = False,
 ) -> None:
-    """What-if: liquidation price and risk figures of an isolated position, e.g. scaled to a new size."""
+    """What-if: liquidation price and risk figures of a position, e.g. scaled to a new size. Writes nothing."""
+    from monitor.cli import journal
+    from monitor.journal.whatif import check_mode
     from monitor.risk.positions import PositionInput
 
     c = cli_context.get(ctx)
     when = cli_context.opt_ts(at) or utcnow()
+    shapes.check_liq_amounts(mark=mark, adr=adr, margin=margin, wallet_balance=wallet_balance)
     item = PositionInput(
-        source, symbol, side.lower(), entry, qty, notional, contracts, contract_size, "isolated", margin
+        source, symbol, side.lower(), entry, qty, notional, contracts, contract_size, mode.lower(), margin
     )
+    check_mode(item.mode, margin, source)
     with c.read_engine.connect() as conn:
-        data = shapes.liq(conn, c.settings, item, when, mark=mark, adr=adr)
+        spec, table, info, warnings = shapes.whatif(conn, item, when)
+    market = journal.whatif_market(c, source, table.symbol, when, mark, adr) if journal_line else None
+    cross = journal.whatif_cross(c, spec, source, when, wallet_balance)
+    data = shapes.liq_json(
+        c.settings, item, spec, table, info, warnings, mark=mark, adr=adr, cross=cross, market=market
+    )
     if as_json:
         output.emit_json(data)
+        return
+    if journal_line:
+        journal.print_record("journal", {**data, "unknown": data["reasons"]}, c.settings.violation_threshold_adr)
+        for w in warnings:
+            output.console().print(f"warning: {output.safe(w)}")
         return
     con = output.console()
     lp = "none (cannot be liquidated by price)" if data["liquidation_price"] is None else num(data["liquidation_price"])

@@ -148,6 +148,8 @@ class Settings(BaseSettings):
     risk_hysteresis_adr: float = Field(default=0.25, ge=0, le=10)
     #: Days of daily mark-price candles in the average daily range.
     adr_days: int = Field(default=14, ge=1, le=200)
+    #: A position closed within this many days still counts as traded (digest marks, `symbols = "traded"`).
+    traded_recent_days: int = Field(default=30, ge=0, le=3650)
     #: Alert channels (`[[channels]]` tables in the config file); see also the shortcuts below.
     channels: list[ChannelConfig] = Field(default_factory=list)
     #: Shortcut for containers: one webhook channel named "webhook" (TIERDRIFT_WEBHOOK_URL/_SECRET).

@@ -155,7 +155,7 @@ def fetch_quote(
     returned as `adr_error` beside the good mark. Every request is bounded by `settings.http_timeout`.
     """
     client = exchange if exchange is not None else public_client(source, settings)
-    _guarded(source, client, settings, now, client.load_markets)
+    guarded(source, client, settings, now, client.load_markets)
     if symbol not in (client.markets or {}):
         raise MarketDataError(f"{symbol} is not in the market list of {source}")
     mark = _mark(client, source, symbol, settings, now)
@@ -171,7 +171,7 @@ def _mark(client: Any, source: str, symbol: str, settings: Settings, now: dateti
     # Binance's premiumIndex is the mark price itself; Bybit's ticker carries `markPrice` beside the last
     # trade. Both come back as a ccxt ticker with a unified `markPrice`.
     fetch = client.fetch_mark_price if source.startswith("binance-") else client.fetch_ticker
-    ticker = _guarded(source, client, settings, now, lambda: fetch(symbol))
+    ticker = guarded(source, client, settings, now, lambda: fetch(symbol))
     if not isinstance(ticker, Mapping) or ticker.get("symbol") != symbol:
         raise Malformed(f"malformed response: no ticker for {symbol}")
     return _price(ticker.get("markPrice"), "mark price")
@@ -179,7 +179,7 @@ def _mark(client: Any, source: str, symbol: str, settings: Settings, now: dateti
 
 def _fetch_adr(client: Any, source: str, symbol: str, settings: Settings, *, now: datetime, days: int) -> float:
     # N completed days, the open one, and one spare for an exchange whose day has not rolled over yet.
-    rows = _guarded(
+    rows = guarded(
         source,
         client,
         settings,
@@ -209,7 +209,7 @@ def _price(value: Any, what: str) -> float:
     return float(value)
 
 
-def _guarded(source: str, client: Any, settings: Settings, now: datetime, call: Callable[[], T]) -> T:
+def guarded(source: str, client: Any, settings: Settings, now: datetime, call: Callable[[], T]) -> T:
     """`call()`, with ccxt errors turned into one-line, secret-free `FetchError`s naming the host.
 
     The mapping is the tier tables' (`client_failure`): Binance's 451 is `GeoBlocked`, Bybit's 403 asks

@@ -13,6 +13,7 @@ import csv
 import io
 import math
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from monitor.risk.figures import CROSS_ACCOUNT_LEVEL, CROSS_COMPUTED
 from monitor.risk.liquidation import PositionError
 from monitor.store.models import Account, Position
 from snapshots.errors import NotFound, TierdriftError
-from snapshots.history import check_source, resolve_symbol, table_at
+from snapshots.history import check_source, resolve_symbol, table_at, versions
 from snapshots.model import is_inverse
 from snapshots.timefmt import CLOCK_SKEW, iso, parse_ts
 
@@ -170,7 +171,7 @@ def validate(conn: Connection, p: PositionInput, *, now: datetime) -> Position:
         if p.margin is not None:
             raise PositionError("a cross position has no margin of its own; set the wallet with `account set`")
     else:
-        _check_margin(conn, p, symbol, size, cs, now)
+        _check_margin(conn, p, symbol, size, cs, opened_at or now)
     if p.adr is not None:
         check_amount("ADR", p.adr)
     return Position(
@@ -189,11 +190,19 @@ def validate(conn: Connection, p: PositionInput, *, now: datetime) -> Position:
     )
 
 
-def _check_margin(conn: Connection, p: PositionInput, symbol: str, size: float, cs: float, now: datetime) -> None:
+def _check_margin(conn: Connection, p: PositionInput, symbol: str, size: float, cs: float, at: datetime) -> None:
+    """The margin fits the tier holding the notional in the table in force at `at` (the opening), or in
+    the oldest one stored when the history begins later."""
     if p.margin is None:
         raise PositionError("an isolated position needs --margin")
     check_amount("margin", p.margin)
-    table, _ = table_at(conn, p.source, symbol, now)
+    try:
+        table, _ = table_at(conn, p.source, symbol, at)
+    except NotFound:
+        first = versions(conn, p.source, symbol)
+        if not first:
+            raise
+        table, _ = table_at(conn, p.source, symbol, first[0].valid_from)
     notional = size * cs / p.entry if is_inverse(p.source) else size * p.entry
     tier = table.tier_for(notional)
     needed = notional / tier.max_leverage
@@ -264,14 +273,15 @@ def _opt_float(row: dict[str, str], key: str) -> float | None:
         raise PositionError(f"{key} {text!r} is not a number") from None
 
 
-def parse_csv(text: str) -> list[tuple[int, PositionInput | str]]:
-    """(line number, input or the reason the row is bad) for every data row."""
+def parse_csv(text: str, extra: Sequence[str] = ()) -> list[tuple[int, PositionInput | str]]:
+    """(line number, input or the reason the row is bad) for every data row. `extra`: more columns allowed
+    (read by the caller, e.g. the journal's)."""
     reader = csv.DictReader(io.StringIO(text))
     try:
         header = list(reader.fieldnames or [])
     except csv.Error as exc:
         return [(1, f"malformed CSV: {exc}")]
-    problem = _header_problem(header)
+    problem = _header_problem(header, extra)
     if problem:
         return [(1, problem)]
     out: list[tuple[int, PositionInput | str]] = []
@@ -287,11 +297,11 @@ def parse_csv(text: str) -> list[tuple[int, PositionInput | str]]:
         out.append((reader.line_num, _row_input(row)))
 
 
-def _header_problem(header: list[str]) -> str | None:
+def _header_problem(header: list[str], extra: Sequence[str] = ()) -> str | None:
     missing = {"source", "symbol", "side", "entry"} - set(header)
     if missing:
         return f"missing column(s): {', '.join(sorted(missing))}"
-    unknown = set(header) - set(CSV_COLUMNS)
+    unknown = set(header) - set(CSV_COLUMNS) - set(extra)
     if unknown:
         return f"unknown column(s): {', '.join(repr(name) for name in sorted(unknown))}"
     twice = sorted({name for name in header if header.count(name) > 1})
@@ -323,11 +333,20 @@ def _row_input(row: dict[str | None, str | list[str] | None]) -> PositionInput |
             mode=(values.get("mode") or "isolated").strip().lower() or "isolated",
             margin=_opt_float(values, "margin"),
             adr=_opt_float(values, "adr"),
-            note=(values.get("note") or "").strip() or None,
+            note=unquote((values.get("note") or "").strip()) or None,
             opened_at=parse_ts(opened) if opened else None,
         )
     except TierdriftError as exc:
         return str(exc)
+
+
+#: How a cell that a spreadsheet would run as a formula starts.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def unquote(text: str) -> str:
+    """A cell without the quote that `positions export` puts before text starting like a formula."""
+    return text[1:] if text.startswith("'") and text[1:2] in FORMULA_START else text
 
 
 def read_csv_text(path: Path) -> str:
@@ -361,10 +380,11 @@ def read_csv_text(path: Path) -> str:
     return text
 
 
-def import_csv(session: Session, path: Path, *, now: datetime) -> list[Position]:
-    """Validate every row, then store them all in the caller's transaction, or raise `CsvImportError`
-    (bad rows) or `CsvFileError` (a file that is not CSV text)."""
-    rows = parse_csv(read_csv_text(path))
+def import_csv(session: Session, path: Path, *, now: datetime, extra: Sequence[str] = ()) -> list[Position]:
+    """Validate every row, then store them all in the caller's transaction (in row order), or raise
+    `CsvImportError` (bad rows) or `CsvFileError` (a file that is not CSV text). `extra`: more columns
+    allowed, left to the caller (monitor.journal.export reads the journal's)."""
+    rows = parse_csv(read_csv_text(path), extra)
     if not rows:
         raise CsvImportError(str(path), ["no rows"])
     problems: list[str] = []

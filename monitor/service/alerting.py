@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -21,17 +21,24 @@ from alerts.channels.telegram import TelegramChannel
 from alerts.channels.webhook import WebhookChannel
 from alerts.config import AppriseConfig, ChannelConfig, EmailConfig, NtfyConfig, TelegramConfig
 from alerts.deliver import DeliveryPolicy
-from alerts.events import digest_alert, impact_alert, risk_alert
+from alerts.events import digest_alert, impact_alert, risk_alert, watch_impact_alert
 from alerts.outbox import Route, enqueue
 from alerts.schedule import Schedule
 from monitor.config.settings import Settings
+from monitor.journal.watch import traded
+from monitor.journal.watch_impact import watch_impacts
 from monitor.risk.episodes import RiskEvent, RiskSink, track_risk
 from monitor.risk.figures import Assessment
-from monitor.risk.impacts import ImpactSink, assess_now
+from monitor.risk.impacts import Freshness, ImpactSink, assess_now
 from monitor.risk.positions import open_positions
 from monitor.service.polling import Hook
 from monitor.store.models import Position
 from snapshots.store import PollResult
+
+
+def _traded(session: Session, settings: Settings, now: datetime) -> frozenset[tuple[str, str]]:
+    """The traded and watched instruments now, for the digest's marks and the `symbols = "traded"` routes."""
+    return traded(session, now, timedelta(days=settings.traded_recent_days))
 
 
 def routes(settings: Settings) -> list[Route]:
@@ -95,7 +102,7 @@ def impact_sink(settings: Settings, clock: Callable[[], datetime]) -> ImpactSink
             impact["detected_at"] = row["detected_at"].isoformat().replace("+00:00", "Z")
             summary = _position_summary(positions[row["position_id"]])
             alerts.append(impact_alert(impact, summary, threshold_adr=threshold, now=now))
-        enqueue(session, alerts, where, now)
+        enqueue(session, alerts, where, now, _traded(session, settings, now))
 
     return sink
 
@@ -129,7 +136,7 @@ def risk_sink(settings: Settings, clock: Callable[[], datetime]) -> RiskSink:
             summary = _position_summary(e.position)
             threshold, near = settings.violation_threshold_adr, settings.risk_near_liquidation_adr
             alerts.append(risk_alert(event, summary, threshold_adr=threshold, near_adr=near, now=now))
-        enqueue(session, alerts, where, now)
+        enqueue(session, alerts, where, now, _traded(session, settings, now))
 
     return sink
 
@@ -149,19 +156,38 @@ def watch_risk(
 
 
 def digest_hook(settings: Settings, clock: Callable[[], datetime]) -> Hook:
-    """Enqueue one digest of all the changes of a poll of one source (none for a baseline)."""
+    """Enqueue one digest of all the changes of a poll of one source (none for a baseline), its traded and
+    watched symbols marked (monitor.journal.watch.traded: the alerts layer cannot read positions)."""
     where = routes(settings)
 
     def hook(session: Session, result: PollResult) -> None:
         if result.outcome != "ok" or result.baseline or not result.changes:
             return
+        now = clock()
+        marked = _traded(session, settings, now)
         alert = digest_alert(
             result.source,
             result.changes,
             detected_at=result.started_at,
             previous_poll_at=result.previous_poll_at,
-            now=clock(),
+            now=now,
+            marked={symbol for source, symbol in marked if source == result.source},
         )
-        enqueue(session, [alert], where, clock())
+        enqueue(session, [alert], where, now, marked)
+
+    return hook
+
+
+def watch_hook(settings: Settings, clock: Callable[[], datetime], fresh: Freshness | None = None) -> Hook:
+    """Enqueue a `watch_impact` alert for each sized watch whose table the poll changed, in its transaction."""
+    where, threshold = routes(settings), settings.violation_threshold_adr
+
+    def hook(session: Session, result: PollResult) -> None:
+        found = watch_impacts(session, result, threshold_adr=threshold, fresh=fresh)
+        if not found:
+            return
+        now = clock()
+        alerts = [watch_impact_alert(i, now=now) for i in found]
+        enqueue(session, alerts, where, now, _traded(session, settings, now))
 
     return hook

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from monitor.config.settings import Settings
+    from monitor.journal.records import JournalRecords
     from monitor.risk.figures import Assessment
     from monitor.risk.positions import PositionInput
     from monitor.store.models import MarketData, Position
@@ -141,8 +142,11 @@ def figures_json(a: Assessment | None) -> dict[str, Any]:
     }
 
 
-def position_json(p: Position | Any, a: Assessment | None) -> dict[str, Any]:
-    """The `positions --json` shape of a logged position (a `Position` or a row of its table)."""
+def position_json(p: Position | Any, a: Assessment | None, journal: JournalRecords | None = None) -> dict[str, Any]:
+    """The `positions --json` shape of a logged position (a `Position` or a row of its table), with its
+    journal: the `entry` and `exit` records and the `events`."""
+    from monitor.journal.shapes import journal_json
+
     return {
         "id": p.id,
         "source": p.source,
@@ -162,16 +166,19 @@ def position_json(p: Position | Any, a: Assessment | None) -> dict[str, Any]:
         "adr": a.adr if a else None,
         "adr_source": a.adr_source if a else None,
         **figures_json(a),
+        **journal_json(journal),
     }
 
 
 def positions(
-    session: Session, settings: Settings, now: datetime, *, include_closed: bool = False
+    session: Session, settings: Settings, now: datetime, *, include_closed: bool = False, journal: bool = True
 ) -> list[dict[str, Any]]:
     """`positions list --json`: the logged positions (open ones, or all) in id order, the open ones with
-    their current figures."""
+    their current figures, and their journals (`journal=False`: `entry`, `exit` and `events` left empty,
+    for the human table that does not show them)."""
     from sqlalchemy import select
 
+    from monitor.journal.records import records_for
     from monitor.risk.impacts import assess_now
     from monitor.store.models import Position
 
@@ -183,11 +190,13 @@ def positions(
     rows: list[Any] = list(session.execute(stmt))
     open_ = [p for p in rows if p.closed_at is None]
     found = assess_now(session, open_, settings, now) if open_ else {}
-    return [position_json(p, found.get(p.id or 0)) for p in rows]
+    journals = records_for(session, [p.id for p in rows]) if journal and rows else {}
+    return [position_json(p, found.get(p.id or 0), journals.get(p.id)) for p in rows]
 
 
 def position(session: Session, settings: Settings, position_id: int, now: datetime) -> dict[str, Any]:
     """`positions show --json`: one position, its figures and its impacts (`NotFound` for an unknown id)."""
+    from monitor.journal.records import records_for
     from monitor.risk.impacts import assess_now
     from monitor.risk.positions import priced_with
     from monitor.store.models import Position
@@ -198,7 +207,7 @@ def position(session: Session, settings: Settings, position_id: int, now: dateti
         raise NotFound(f"no position with id {position_id}")
     # A cross position is priced with the rest of its account, exactly as `positions list` prices it.
     assessed = assess_now(session, priced_with(session, found), settings, now) if found.closed_at is None else {}
-    data = position_json(found, assessed.get(position_id))
+    data = position_json(found, assessed.get(position_id), records_for(session, [position_id]).get(position_id))
     data["impacts"] = impacts(session, position_id=position_id)
     return data
 
@@ -303,18 +312,44 @@ def market_json(r: MarketData) -> dict[str, Any]:
 def liq(
     conn: Any, settings: Settings, item: PositionInput, when: datetime, *, mark: float | None, adr: float | None
 ) -> dict[str, Any]:
-    """`liq --json`: the figures of an isolated what-if position under the table in force at `when`.
+    """`liq --json` of an isolated what-if position under the table in force at `when` (the API's `liq`).
     `item.margin` is required; a bad amount, source or symbol raises the CLI's one-line errors."""
-    from monitor.risk.figures import Assessment
-    from monitor.risk.liquidation import liquidation
+    check_liq_amounts(mark=mark, adr=adr, margin=item.margin)
+    return liq_json(settings, item, *whatif(conn, item, when), mark=mark, adr=adr)
+
+
+def check_liq_amounts(**amounts: float | None) -> None:
+    """One line for a `liq` amount that is not a positive finite number (a wallet balance may be 0)."""
     from monitor.risk.positions import check_amount
 
-    for name, value in (("mark price", mark), ("ADR", adr), ("margin", item.margin)):
+    for key, value in amounts.items():
         if value is not None:
-            check_amount(name, value)
-    spec, table, info, warnings = _whatif(conn, item, when)
+            name = {"mark": "mark price", "adr": "ADR", "wallet_balance": "wallet balance"}.get(key, key)
+            check_amount(name, value, zero_ok=key == "wallet_balance")
+
+
+def liq_json(
+    settings: Settings,
+    item: PositionInput,
+    spec: Any,
+    table: TierTable,
+    info: VersionInfo,
+    warnings: list[str],
+    *,
+    mark: float | None,
+    adr: float | None,
+    cross: Any = None,
+    market: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `liq --json` shape: the engine's figures of `spec` under `table`, with the cross account behind
+    it (`--mode cross`) and, for `--journal`, the market an entry would take (its mark, ADR and reasons)."""
+    from monitor.risk.figures import Assessment
+    from monitor.risk.liquidation import liquidation
+
+    if market is not None:
+        mark, adr = market["mark_price"], market["adr"]
     threshold = settings.violation_threshold_adr
-    figures = liquidation(spec, table, mark=mark, adr=adr, threshold_adr=threshold)
+    figures = liquidation(spec, table, mark=mark, adr=adr, threshold_adr=threshold, cross=cross)
     data = {
         "source": item.source,
         "symbol": table.symbol,
@@ -322,6 +357,7 @@ def liq(
         "entry_price": spec.entry_price,
         "size": spec.size,
         "margin": spec.margin,
+        "mode": spec.margin_mode,
         "mark_price": mark,
         "adr": adr,
         "table_valid_from": iso(info.valid_from),
@@ -330,6 +366,9 @@ def liq(
         "warnings": warnings,
     }
     del data["not_computed"]
+    if market is not None:
+        data["adr_days"], data["adr_source"] = market["adr_days"], market["adr_source"]
+        data["reasons"] = {**market["unknown"], **data["reasons"]}
     return data
 
 
@@ -346,7 +385,7 @@ def liq_reasons(figures: Any) -> dict[str, str]:
     return out
 
 
-def _whatif(conn: Any, item: PositionInput, when: datetime) -> tuple[Any, Any, Any, list[str]]:
+def whatif(conn: Any, item: PositionInput, when: datetime) -> tuple[Any, TierTable, VersionInfo, list[str]]:
     """The engine's inputs for `liq`: the position, the table in force at `when`, and margin warnings."""
     from monitor.risk.liquidation import PositionSpec
     from monitor.risk.positions import size_of
@@ -361,13 +400,14 @@ def _whatif(conn: Any, item: PositionInput, when: datetime) -> tuple[Any, Any, A
         entry_price=item.entry,
         size=size,
         margin=item.margin or 0.0,
+        margin_mode=item.mode,  # type: ignore[arg-type]
         inverse=is_inverse(item.source),
         contract_size=cs,
     )
     notional = size * cs / item.entry if spec.inverse else size * item.entry
     tier = table.tier_for(notional)
     warnings = []
-    if spec.margin < notional / tier.max_leverage:
+    if spec.margin_mode == "isolated" and spec.margin < notional / tier.max_leverage:
         warnings.append(
             f"leverage {notional / spec.margin:.1f}× exceeds tier {tier.tier}'s maximum of {tier.max_leverage:g}×: "
             "the exchange would not accept this position"

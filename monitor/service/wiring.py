@@ -1,4 +1,5 @@
-"""The poll and import hooks, in order: impacts (and their alerts), the change digest, source health."""
+"""The poll and import hooks, in order: impacts (and their alerts), watched sizes' impacts, the change digest,
+source health."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime, timedelta
 
 from monitor.config.settings import Settings
 from monitor.risk.impacts import ImpactContext, freshness, make_hook
-from monitor.service.alerting import digest_hook, impact_sink, routes
+from monitor.service.alerting import digest_hook, impact_sink, routes, watch_hook
 from monitor.service.health import HealthRules, health_hook
 from monitor.service.polling import Hook
 
@@ -25,6 +26,7 @@ def poll_hooks(settings: Settings, clock: Callable[[], datetime]) -> list[Hook]:
     )
     return [
         make_hook(impacts),
+        watch_hook(settings, clock, freshness(settings)),
         digest_hook(settings, clock),
         health_hook(health_rules(settings), routes(settings), clock),
     ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -123,3 +123,92 @@ class RiskEpisode(SQLModel, table=True):
     distance: float | None = None
     buffer_adr: float | None = None  # signed: negative once the mark is beyond the liquidation price
     tier: int | None = None
+
+
+class PositionRecord(SQLModel, table=True):
+    """The journal's risk column of one position: its figures at entry or at exit (monitor.journal).
+
+    The figure columns carry the key names of `liq --json`; a figure that could not be had is None with
+    its reason in `unknown` (JSON object {figure: reason}). `price` is the entry or the exit price.
+    `recomputed`: computed later from the stored history, not at the time (positions logged before the
+    journal existed). An exit adds `pnl` and `period` (JSON: what changed while it was open)."""
+
+    __tablename__ = "position_record"
+    __table_args__ = (UniqueConstraint("position_id", "kind", name="uq_position_record_kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    position_id: int = Field(foreign_key="position.id")
+    kind: str  # entry | exit
+    at: datetime
+    table_version_id: int | None = Field(default=None, foreign_key="table_version.id")
+    table_valid_from: datetime | None = None
+    source: str
+    symbol: str
+    size: float  # the position's size then (base quantity, or contracts for inverse)
+    margin: float | None = None
+    notional: float | None = None
+    tier: int | None = None
+    maintenance_margin_rate: float | None = None
+    maintenance_amount: float | None = None
+    liquidation_price: float | None = None
+    mark_price: float | None = None
+    adr: float | None = None
+    adr_days: int | None = None
+    adr_source: str | None = None  # override | market | history | None
+    distance: float | None = None
+    buffer_adr: float | None = None
+    violation: bool | None = None
+    headroom_notional: float | None = None
+    unknown: str = "{}"  # JSON object: why a figure is unknown
+    price: float | None = None  # the entry price, or the exit price (None: not given)
+    pnl: float | None = None  # exit only: realised PnL of the price move (quote; coin for inverse)
+    period: str | None = None  # exit only: JSON object, what changed during the holding period
+    recomputed: bool = False
+
+
+class PositionEvent(SQLModel, table=True):
+    """One thing a trader did to an open position, with its time and the position's size and margin after it."""
+
+    __tablename__ = "position_event"
+    __table_args__ = (Index("ix_position_event_position", "position_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    position_id: int = Field(foreign_key="position.id")
+    at: datetime
+    kind: str  # margin_added | margin_removed | size_added | size_reduced | note | closed
+    amount: float | None = None  # margin (quote; coin for inverse) or size (base; contracts for inverse)
+    price: float | None = None
+    pnl: float | None = None  # size_reduced and closed: realised PnL of that part
+    note: str | None = None
+    size_after: float
+    margin_after: float | None = None
+    entry_price_after: float  # adding size moves the average entry price
+
+
+class Watch(SQLModel, table=True):
+    """An instrument a trader watches without (necessarily) a position: alerts and the review take it in."""
+
+    __tablename__ = "watch"
+    __table_args__ = (UniqueConstraint("source", "symbol", name="uq_watch_symbol"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    symbol: str
+    size_notional: float | None = None
+    added_at: datetime
+    note: str | None = None
+
+
+class MarkCandle(SQLModel, table=True):
+    """One daily mark-price candle, fetched for a past `--opened-at` (never changes once its day is over)."""
+
+    __tablename__ = "mark_candle"
+
+    source: str = Field(primary_key=True)
+    symbol: str = Field(primary_key=True)
+    opened_at: datetime = Field(primary_key=True)  # start of its UTC day
+    open: float
+    high: float
+    low: float
+    close: float
+    fetched_at: datetime

@@ -3,4 +3,4 @@
 The newest migration in monitor/store/migrations/versions; tests/store/test_schema.py keeps them in step.
 """
 
-HEAD = "0006"
+HEAD = "0007"

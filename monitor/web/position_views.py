@@ -127,7 +127,7 @@ def position_view(session: Session, settings: Settings, position_id: int, now: d
 
 def _impact(r: Impact) -> dict[str, Any]:
     return {
-        **{k: getattr(r, k) for k in r.model_fields},
+        **{k: getattr(r, k) for k in type(r).model_fields},
         "detected_at": as_utc(r.detected_at),
         "changes": json.loads(r.changes),
         "reasons": json.loads(r.reasons) if r.reasons else {},
