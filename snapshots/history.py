@@ -49,6 +49,8 @@ class StoredChange:
 
 @dataclass(frozen=True, slots=True)
 class PollInfo:
+    """A stored poll row: `repeats` polls with the same outcome, the first at `started_at`, the last at `last_at`."""
+
     id: int
     source: str
     kind: str
@@ -62,6 +64,13 @@ class PollInfo:
     error: str | None
     error_kind: str | None = None  # failed polls: why, e.g. "fetch_timeout", "resting", "unexpected"
     retry_at: datetime | None = None  # failed polls: the exchange asked not to be called before this
+    repeats: int = 1  # polls this row stands for (identical outcomes, rolled up)
+    last_at: datetime | None = None  # the last of them (None: `started_at`)
+
+    @property
+    def ended_at(self) -> datetime:
+        """When the last poll of this row started."""
+        return self.last_at or self.started_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,8 @@ class SourceStatus:
     last_change_at: datetime | None
     last_error_at: datetime | None
     last_error: str | None
+    polls: int = 0  # polls (and imports) that ran, since `first_poll_at`
+    first_poll_at: datetime | None = None
 
 
 _VERSION_COLS = (
@@ -205,53 +216,71 @@ def list_changes(
 
 _POLL_COLS = (
     "id, source, kind, started_at, duration_ms, outcome, provenance, symbols, symbols_changed, changes, error,"
-    " error_kind, retry_at"
+    " error_kind, retry_at, repeats, last_at"
 )
+
+#: Each query of `source_status` and `recent_polls` is one lookup in an index of snapshots.db
+#: (tests/snapshots/test_query_plans.py checks the plans): rows are ordered by the end of their run.
+LATEST_POLL = f"SELECT {_POLL_COLS} FROM poll WHERE source = :source ORDER BY last_at DESC, id DESC LIMIT 1"
+LATEST_OUTCOME = (
+    f"SELECT {_POLL_COLS} FROM poll WHERE source = :source AND outcome = :outcome"
+    " ORDER BY last_at DESC, id DESC LIMIT 1"
+)
+#: Reads the covering index over the source's rows, which are few: a row per change or run of failures.
+POLL_COUNT = "SELECT sum(repeats) AS n FROM poll WHERE source = :source"
+FIRST_POLL = "SELECT started_at AS first_poll_at FROM poll WHERE source = :source ORDER BY last_at, id LIMIT 1"
+LATEST_CHANGE = "SELECT max(detected_at) AS last_change FROM change_record WHERE source = :source"
+CURRENT_COUNT = "SELECT count(*) AS n FROM table_version WHERE source = :source AND valid_to IS NULL"
+#: Outcomes other than ok, asked one by one: `outcome <> 'ok'` could not use the index's order.
+_TROUBLES = ("failed", "quarantined")
 
 
 def _poll_info(p: Row) -> PollInfo:
     return PollInfo(
         p["id"], p["source"], p["kind"], p["started_at"], p["duration_ms"], p["outcome"], p["provenance"],
         p["symbols"], p["symbols_changed"], p["changes"], p["error"], p["error_kind"], p["retry_at"],
+        p["repeats"], p["last_at"],
     )  # fmt: skip
 
 
-def _latest_poll(conn: Any, source: str, outcome_cond: str = "") -> PollInfo | None:
-    rows = reader_of(conn).rows(
-        f"SELECT {_POLL_COLS} FROM poll WHERE source = :source {outcome_cond}"
-        " ORDER BY started_at DESC, id DESC LIMIT 1",
-        {"source": source},
-    )
+def _latest_poll(reader: Any, source: str, outcome: str | None = None) -> PollInfo | None:
+    if outcome is None:
+        rows = reader.rows(LATEST_POLL, {"source": source})
+    else:
+        rows = reader.rows(LATEST_OUTCOME, {"source": source, "outcome": outcome})
     return _poll_info(rows[0]) if rows else None
 
 
 def source_status(conn: Any, source: str) -> SourceStatus:
+    """Where `source` stands: its last poll, success, change and error, how many polls ran and since when."""
     reader = reader_of(conn)
     last = _latest_poll(reader, source)
-    ok = _latest_poll(reader, source, "AND outcome = 'ok'")
-    bad = _latest_poll(reader, source, "AND outcome <> 'ok'")
-    (change,) = reader.rows(
-        "SELECT max(detected_at) AS last_change FROM change_record WHERE source = :source", {"source": source}
-    )
-    (count,) = reader.rows(
-        "SELECT count(*) AS n FROM table_version WHERE source = :source AND valid_to IS NULL", {"source": source}
-    )
+    ok = _latest_poll(reader, source, "ok")
+    troubles = [p for p in (_latest_poll(reader, source, o) for o in _TROUBLES) if p is not None]
+    bad = max(troubles, key=lambda p: (p.ended_at, p.id), default=None)
+    (change,) = reader.rows(LATEST_CHANGE, {"source": source})
+    (count,) = reader.rows(CURRENT_COUNT, {"source": source})
+    (polls,) = reader.rows(POLL_COUNT, {"source": source})
+    first = reader.rows(FIRST_POLL, {"source": source})
     return SourceStatus(
         source,
         count["n"],
-        last.started_at if last else None,
+        last.ended_at if last else None,
         last.outcome if last else None,
-        ok.started_at if ok else None,
+        ok.ended_at if ok else None,
         change["last_change"],
-        bad.started_at if bad else None,
+        bad.ended_at if bad else None,
         bad.error if bad else None,
+        int(polls["n"] or 0),
+        first[0]["first_poll_at"] if first else None,
     )
 
 
 def recent_polls(conn: Any, source: str | None = None, limit: int = 20) -> list[PollInfo]:
+    """The latest poll rows (each a run of `repeats` polls), newest first."""
     where = "WHERE source = :source" if source else ""
     rows = reader_of(conn).rows(
-        f"SELECT {_POLL_COLS} FROM poll {where} ORDER BY started_at DESC, id DESC LIMIT {int(limit)}",
+        f"SELECT {_POLL_COLS} FROM poll {where} ORDER BY last_at DESC, id DESC LIMIT {int(limit)}",
         {"source": source} if source else {},
     )
     return [_poll_info(p) for p in rows]

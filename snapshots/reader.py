@@ -29,6 +29,8 @@ TIMESTAMPS = frozenset(
         "first_valid_from",
         "last_change",
         "retry_at",
+        "last_at",
+        "first_poll_at",
     }
 )
 #: How SQLAlchemy stores a DateTime in SQLite (UTC, as SQLModel's UTCDateTime hands it over).

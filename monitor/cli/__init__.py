@@ -367,6 +367,8 @@ def polls(
                     "error": p.error,
                     "error_kind": p.error_kind,
                     "retry_at": iso(p.retry_at),
+                    "repeats": p.repeats,
+                    "last_at": iso(p.ended_at),
                 }
                 for p in rows
             ]

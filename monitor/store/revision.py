@@ -3,4 +3,4 @@
 The newest migration in monitor/store/migrations/versions; tests/store/test_schema.py keeps them in step.
 """
 
-HEAD = "0004"
+HEAD = "0005"
