@@ -27,14 +27,15 @@ def _started_at(context: Any) -> Any:
 class Poll(SQLModel, table=True):
     """A run of attempts to take a snapshot of a source with the same outcome (one attempt, most often).
 
-    The indexes serve the questions asked of every source: its latest row (`ix_poll_source_last`, which
-    also covers the count of its polls), its latest row of an outcome (the last success, the last error)
-    and of a kind (the rest asked for by the last live poll), and the latest rows of all sources.
+    The indexes serve the questions asked of every source: its latest rows (`ix_poll_source_last`, in the
+    order of `ORDER BY last_at, id`: the row id ends every index), its latest row of an outcome (the last
+    success, the last error) and of a kind (the rest asked for by the last live poll), and the latest rows
+    of all sources.
     """
 
     __tablename__ = "poll"
     __table_args__ = (
-        Index("ix_poll_source_last", "source", "last_at", "repeats"),
+        Index("ix_poll_source_last", "source", "last_at"),
         Index("ix_poll_source_outcome_last", "source", "outcome", "last_at"),
         Index("ix_poll_source_kind_last", "source", "kind", "last_at"),
         Index("ix_poll_last", "last_at"),

@@ -226,7 +226,7 @@ LATEST_OUTCOME = (
     f"SELECT {_POLL_COLS} FROM poll WHERE source = :source AND outcome = :outcome"
     " ORDER BY last_at DESC, id DESC LIMIT 1"
 )
-#: Reads the covering index over the source's rows, which are few: a row per change or run of failures.
+#: Reads the source's rows, which are few: one per change, per run of unchanged polls and per run of failures.
 POLL_COUNT = "SELECT sum(repeats) AS n FROM poll WHERE source = :source"
 FIRST_POLL = "SELECT started_at AS first_poll_at FROM poll WHERE source = :source ORDER BY last_at, id LIMIT 1"
 LATEST_CHANGE = "SELECT max(detected_at) AS last_change FROM change_record WHERE source = :source"

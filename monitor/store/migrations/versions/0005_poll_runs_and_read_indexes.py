@@ -60,7 +60,7 @@ poll = sa.table(
 )
 
 _NEW_POLL_INDEXES = {
-    "ix_poll_source_last": ["source", "last_at", "repeats"],
+    "ix_poll_source_last": ["source", "last_at"],
     "ix_poll_source_outcome_last": ["source", "outcome", "last_at"],
     "ix_poll_source_kind_last": ["source", "kind", "last_at"],
     "ix_poll_last": ["last_at"],
@@ -130,18 +130,27 @@ def _roll_up(conn: sa.Connection) -> None:
         conn.execute(poll.delete().where(poll.c.id.in_(list(ids))))
 
 
+#: A placeholder for the rows already there, replaced by their `started_at` before anything reads them.
+#: SQLite adds a NOT NULL column in place only with a default; rebuilding the table instead would trip the
+#: foreign keys of the versions, changes and impacts that point at polls.
+_PLACEHOLDER = "1970-01-01 00:00:00.000000"
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("poll", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("last_at", _TS, nullable=True))
-        batch_op.add_column(sa.Column("repeats", sa.Integer(), server_default="1", nullable=False))
     conn = op.get_bind()
+    sqlite = conn.dialect.name == "sqlite"
+    # Plain ALTER TABLE ADD COLUMN on both backends (no batch: see _PLACEHOLDER).
+    op.add_column(
+        "poll", sa.Column("last_at", _TS, nullable=not sqlite, server_default=_PLACEHOLDER if sqlite else None)
+    )
+    op.add_column("poll", sa.Column("repeats", sa.Integer(), server_default="1", nullable=False))
     conn.execute(sa.text("UPDATE poll SET last_at = started_at"))
+    if not sqlite:
+        op.alter_column("poll", "last_at", existing_type=_TS, nullable=False)
     _roll_up(conn)
-    with op.batch_alter_table("poll", schema=None) as batch_op:
-        batch_op.alter_column("last_at", existing_type=_TS, nullable=False)
-        batch_op.drop_index("ix_poll_source_started")
-        for name, columns in _NEW_POLL_INDEXES.items():
-            batch_op.create_index(name, columns, unique=False)
+    op.drop_index("ix_poll_source_started", table_name="poll")
+    for name, columns in _NEW_POLL_INDEXES.items():
+        op.create_index(name, "poll", columns, unique=False)
     op.create_index("ix_change_source", "change_record", ["source", "detected_at"])
 
 
@@ -164,9 +173,9 @@ def _expand(conn: sa.Connection) -> None:
 def downgrade() -> None:
     op.drop_index("ix_change_source", table_name="change_record")
     _expand(op.get_bind())
-    with op.batch_alter_table("poll", schema=None) as batch_op:
-        for name in _NEW_POLL_INDEXES:
-            batch_op.drop_index(name)
-        batch_op.create_index("ix_poll_source_started", ["source", "started_at"], unique=False)
-        batch_op.drop_column("repeats")
-        batch_op.drop_column("last_at")
+    for name in _NEW_POLL_INDEXES:
+        op.drop_index(name, table_name="poll")
+    op.create_index("ix_poll_source_started", "poll", ["source", "started_at"], unique=False)
+    # ALTER TABLE DROP COLUMN (SQLite 3.35+) in place, for the same reason as in `upgrade`.
+    op.drop_column("poll", "repeats")
+    op.drop_column("poll", "last_at")
