@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -165,6 +166,30 @@ def versions(conn: Any, source: str, symbol: str) -> list[VersionInfo]:
     return [_info(v) for v in rows]
 
 
+def _change_filter(
+    source: str | None,
+    symbol: str | None,
+    kind: str | None,
+    field: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[str, dict[str, Any]]:
+    conds: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {}
+    for name, cond, value in (
+        ("source", "source = :source", source),
+        ("symbol", "symbol = :symbol", symbol),
+        ("kind", "kind = :kind", kind),
+        ("field", "field = :field", field),
+        ("since", "detected_at >= :since", since),
+        ("until", "detected_at <= :until", until),
+    ):
+        if value:
+            conds.append(cond)
+            params[name] = value
+    return " AND ".join(conds), params
+
+
 def list_changes(
     conn: Any,
     *,
@@ -181,25 +206,13 @@ def list_changes(
 
     `after` is a cursor, `StoredChange.cursor` of the last record of the previous page: the page starts
     right after it (keyset paging, so a page costs the same wherever it is)."""
-    conds: list[str] = ["1 = 1"]
-    params: dict[str, Any] = {}
-    for name, cond, value in (
-        ("source", "source = :source", source),
-        ("symbol", "symbol = :symbol", symbol),
-        ("kind", "kind = :kind", kind),
-        ("field", "field = :field", field),
-        ("since", "detected_at >= :since", since),
-        ("until", "detected_at <= :until", until),
-    ):
-        if value:
-            conds.append(cond)
-            params[name] = value
+    where, params = _change_filter(source, symbol, kind, field, since, until)
     if after is not None:
-        conds.append("(detected_at > :after_at OR (detected_at = :after_at AND id > :after_id))")
+        where += " AND (detected_at > :after_at OR (detected_at = :after_at AND id > :after_id))"
         params["after_at"], params["after_id"] = after
     sql = (
         "SELECT id, source, symbol, kind, tier, field, old, new, detected_at, previous_poll_at FROM change_record"
-        f" WHERE {' AND '.join(conds)} ORDER BY detected_at, id"
+        f" WHERE {where} ORDER BY detected_at, id"
     )
     if limit:
         sql += f" LIMIT {int(limit)}"
@@ -212,6 +225,38 @@ def list_changes(
         )
         for r in reader_of(conn).rows(sql, params)
     ]
+
+
+def iter_changes(conn: Any, *, limit: int | None = None, batch: int = 5000, **filters: Any) -> Iterator[StoredChange]:
+    """`list_changes(conn, **filters)` as a stream: pages of `batch` records fetched one after another with
+    the keyset cursor, so that memory stays flat however many there are. At most `limit` in all."""
+    reader = reader_of(conn)
+    after: tuple[datetime, int] | None = None
+    left = limit
+    while left is None or left > 0:
+        size = batch if left is None else min(batch, left)
+        page = list_changes(reader, after=after, limit=size, **filters)
+        yield from page
+        if len(page) < size:
+            return
+        after = page[-1].cursor
+        left = None if left is None else left - len(page)
+
+
+def count_changes(
+    conn: Any,
+    *,
+    source: str | None = None,
+    symbol: str | None = None,
+    kind: str | None = None,
+    field: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> int:
+    """How many stored changes match every filter given (as `list_changes`)."""
+    where, params = _change_filter(source, symbol, kind, field, since, until)
+    (row,) = reader_of(conn).rows(f"SELECT count(*) AS n FROM change_record WHERE {where}", params)
+    return int(row["n"])
 
 
 _POLL_COLS = (
