@@ -199,6 +199,8 @@ def _cached(name: str, build: Callable[[str], None], cache: Path) -> Path:
     with sqlite3.connect(partial) as conn:  # one file: fold the write-ahead log in
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     partial.rename(path)
+    for leftover in cache.glob(f"{partial.name}*"):  # the emptied log, its index, the migration lock
+        leftover.unlink()
     return path
 
 

@@ -6,7 +6,6 @@ sqlite3 and start fast. Every function takes a `Reader`, or a SQLAlchemy connect
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,6 +127,8 @@ def resolve_symbol(conn: Any, source: str, text: str) -> str:
     ]
     if not names:
         raise NotFound(f"no history for {source} yet; run `tierdrift poll` or `tierdrift import` first")
+    import difflib  # only for this error: the read-only commands start without it
+
     close = difflib.get_close_matches(canonical_symbol(source, text.upper()), names, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise NotFound(f"unknown symbol {text!r} for {source}{hint}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -108,6 +107,8 @@ def _readiness(daemon: Daemon) -> Callable[[], tuple[bool, str]]:
 def _log_start(settings: Settings, health_url: str | None, once: bool) -> None:
     """The start-up summary on the log (stderr), then every warning: a newcomer must learn here, not after
     the first tier change, that no alert will reach anyone."""
+    import logging  # only `run` logs: the read-only commands that import this module need not load it
+
     log = logging.getLogger("tierdrift")
     for line in startup_summary(settings, health_url, once, utcnow()):
         log.info("%s", line)
