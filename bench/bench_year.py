@@ -68,7 +68,7 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, floa
     """Wall seconds, peak RSS (MB) and the sha256 of stdout of one process (stdout to a file)."""
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env={**ENV, **(env or {})})
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env={**ENV, **(env or {})}, cwd=ROOT)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -107,7 +107,7 @@ def compare(
 def import_time(db: Path) -> dict[str, Any]:
     """Where `tiers --at` spends its start-up: the slowest top-level imports, by cumulative microseconds."""
     argv = [sys.executable, "-X", "importtime", *cli(db, "tiers", SYMBOL, "-s", yeardb.CHANGING, "--at", AT)[1:]]
-    proc = subprocess.run([*argv, "--json"], capture_output=True, text=True, env=ENV, check=True)
+    proc = subprocess.run([*argv, "--json"], capture_output=True, text=True, env=ENV, check=True, cwd=ROOT)
     top: list[tuple[int, str]] = []
     for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
