@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import sqlite3
 import statistics
@@ -65,19 +64,21 @@ def script(name: str, *args: str) -> list[str]:
 
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) and the sha256 of stdout of one process (stdout to a file)."""
-    with tempfile.TemporaryFile() as out:
+    """Wall seconds, peak RSS (MB) and the sha256 of stdout of one process (stdout to a file).
+
+    The peak RSS is GNU time's (`%M`): a child's own `ru_maxrss` would count this process's memory, which
+    the child shares between fork and exec."""
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
+        timed = ["/usr/bin/time", "-f", "%M", "-o", rss.name, *argv]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env={**ENV, **(env or {})}, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(timed, stdout=out, stderr=subprocess.PIPE, env={**ENV, **(env or {})}, cwd=ROOT)
         elapsed = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read().decode() if proc.stderr else ""
         if proc.returncode != 0:
-            sys.exit(f"{' '.join(argv)} failed ({proc.returncode}): {err.strip()}")
+            sys.exit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode().strip()}")
         out.seek(0)
         digest = hashlib.sha256(out.read()).hexdigest()
-    return elapsed, usage.ru_maxrss / 1024, digest
+        peak_kb = int(rss.read().split()[-1])
+    return elapsed, peak_kb / 1024, digest
 
 
 def compare(

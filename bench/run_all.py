@@ -23,6 +23,7 @@ BENCHES = {
     "alerts": ["bench/bench_alerts.py"],
     "soak": ["bench/soak.py"],
     "killtest": ["bench/killtest.py", "--rounds", "50"],
+    "year": ["bench/bench_year.py", "--no-doc"],
 }
 
 
@@ -150,6 +151,9 @@ def render() -> str:
             f"{kill['same_id_resends']} |",
             "",
         ]
+    year = RESULTS / "year.md"  # bench/bench_year.py writes its own section
+    if year.exists():
+        out += [year.read_text().rstrip(), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -58,7 +58,14 @@ class SqliteReader:
         bound = {k: _to_sqlite(v) for k, v in (params or {}).items()}
         cur = self.conn.execute(sql, bound)
         names = [d[0] for d in cur.description]
-        return [{n: _from_sqlite(n, v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+        stamps = [n for n in names if n in TIMESTAMPS]  # converted by name, the others as they come
+        out = []
+        for row in cur.fetchall():
+            item = dict(zip(names, row, strict=True))
+            for n in stamps:
+                item[n] = _from_sqlite(n, item[n])
+            out.append(item)
+        return out
 
 
 def _to_sqlite(value: Any) -> Any:

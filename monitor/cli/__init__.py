@@ -280,7 +280,8 @@ def changes(
             "until": cli_context.opt_ts(until),
         }
         if as_json:
-            output.stream_json(output.change_json(r) for r in iter_changes(session, limit=limit, **filters))
+            records = iter_changes(session, limit=limit, **filters)
+            output.stream_json((output.change_json(r) for r in records), flat=True)
             return
         cut = limit is None and not show_all  # the default cut-off: say how many more there are
         shown = CHANGES_SHOWN if cut else limit

@@ -187,14 +187,16 @@ def _item_text(item: Any) -> str:
     return "  " + json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")
 
 
-def stream_json(items: Iterable[Any], out: Any = None, flush_every: int = 1000) -> None:
+def stream_json(items: Iterable[Any], out: Any = None, flush_every: int = 1000, *, flat: bool = False) -> None:
     """Write `items` as one JSON array as they come, byte for byte what `emit_json(list(items))` prints,
-    without holding them all: memory stays flat whatever the count. `out` defaults to stdout."""
+    without holding them all: memory stays flat whatever the count. `out` defaults to stdout. `flat`: the
+    caller promises every item is a non-empty dict of scalars (as `change_json`), which skips the check."""
     out = out or sys.stdout
     buffer: list[str] = []
     first = True
     for item in items:
-        buffer.append(("[\n" if first else ",\n") + _item_text(item))
+        text = "  {\n    " + _FLAT_ITEM.encode(item)[1:-1] + "\n  }" if flat else _item_text(item)
+        buffer.append(("[\n" if first else ",\n") + text)
         first = False
         if len(buffer) >= flush_every:
             out.write("".join(buffer))

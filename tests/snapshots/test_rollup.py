@@ -166,3 +166,12 @@ def test_a_rest_rolled_up_is_still_asked_for(mem: Engine) -> None:
     with Session(mem) as s:
         asked = requested_rest(s, SRC)
     assert asked is not None and asked.until == T0 + timedelta(days=1) and asked.reason == "down (rest)"
+
+
+def test_a_mixed_history_on_every_backend(engine: Engine) -> None:
+    """The same accounting on the `engine` fixture's databases (SQLite file, and PostgreSQL when set)."""
+    replay = Replay(engine)
+    steps = ["same", "same", "fail-a", "fail-a", "fail-b", "same", "change", "rest", "rest", "same", "same"]
+    for step in steps + ["change", "same", "fail-a", "same", "same"]:
+        replay.run(step)
+    check(replay)
