@@ -172,6 +172,6 @@ def test_a_mixed_history_on_every_backend(engine: Engine) -> None:
     """The same accounting on the `engine` fixture's databases (SQLite file, and PostgreSQL when set)."""
     replay = Replay(engine)
     steps = ["same", "same", "fail-a", "fail-a", "fail-b", "same", "change", "rest", "rest", "same", "same"]
-    for step in steps + ["change", "same", "fail-a", "same", "same"]:
+    for step in [*steps, "change", "same", "fail-a", "same", "same"]:
         replay.run(step)
     check(replay)

@@ -85,14 +85,24 @@ def _unchanged(row: sa.Row[Any]) -> bool:
     return row.outcome in ("ok", "failed") and not any(getattr(row, c) for c in _COUNTS)
 
 
-def _runs(conn: sa.Connection) -> list[list[sa.Row[Any]]]:
-    """The existing rows grouped into runs, each source's in start order."""
+def _runs(conn: sa.Connection) -> tuple[list[dict[str, Any]], list[int]]:
+    """The runs of more than one poll among the existing rows (each source's in start order), as the
+    updates of their first rows, and the ids of the rows they fold in. Only the current run is held."""
     referenced = _referenced(conn)
     cols = [poll.c.id, *(poll.c[c] for c in (*_KEY, *_COUNTS, *_OTHER))]
     rows = conn.execute(sa.select(*cols).order_by(poll.c.source, poll.c.started_at, poll.c.id))
-    runs: list[list[sa.Row[Any]]] = []
+    heads: list[dict[str, Any]] = []
+    folded: list[int] = []
+    head: sa.Row[Any] | None = None
+    run: list[tuple[int, float]] = []  # (id, duration) of the current run's rows
+
+    def close() -> None:
+        if len(run) > 1:
+            mean = sum(d for _, d in run) / len(run)
+            heads.append({"head": run[0][0], "tail": run[-1][0], "n": len(run), "mean": mean})
+            folded.extend(i for i, _ in run[1:])
+
     for row in rows:
-        head = runs[-1][0] if runs else None
         joins = (
             head is not None
             and head.source == row.source
@@ -101,21 +111,16 @@ def _runs(conn: sa.Connection) -> list[list[sa.Row[Any]]]:
             and row.id not in referenced
             and all(getattr(head, k) == getattr(row, k) for k in _KEY)
         )
-        if joins:
-            runs[-1].append(row)
-        else:
-            runs.append([row])
-    return runs
+        if not joins:
+            close()
+            head, run = row, []
+        run.append((row.id, row.duration_ms))
+    close()
+    return heads, folded
 
 
 def _roll_up(conn: sa.Connection) -> None:
-    heads = []
-    folded: list[int] = []
-    for run in _runs(conn):
-        if len(run) > 1:
-            mean = sum(r.duration_ms for r in run) / len(run)
-            heads.append({"head": run[0].id, "tail": run[-1].id, "n": len(run), "mean": mean})
-            folded.extend(r.id for r in run[1:])
+    heads, folded = _runs(conn)
     # last_at is copied in SQL from the run's last row, so that the stored value is exactly its start.
     tail = poll.alias("tail_poll")
     ended = sa.select(tail.c.started_at).where(tail.c.id == sa.bindparam("tail"))
