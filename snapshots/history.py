@@ -7,7 +7,7 @@ sqlite3 and start fast. Every function takes a `Reader`, or a SQLAlchemy connect
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -228,7 +228,9 @@ def list_changes(
     ]
 
 
-def iter_changes(conn: Any, *, limit: int | None = None, batch: int = 5000, **filters: Any) -> Iterator[StoredChange]:
+def iter_changes(
+    conn: Any, *, limit: int | None = None, batch: int = 5000, **filters: Any
+) -> Generator[StoredChange, None, None]:
     """`list_changes(conn, **filters)` as a stream: pages of `batch` records fetched one after another with
     the keyset cursor, so that memory stays flat however many there are. At most `limit` in all."""
     reader = reader_of(conn)

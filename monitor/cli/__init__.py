@@ -7,6 +7,7 @@ exit with 2 (Typer). Read-only commands never import ccxt (see `poll`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 from collections.abc import Iterable, Iterator
@@ -279,13 +280,14 @@ def changes(
             "since": cli_context.opt_ts(since),
             "until": cli_context.opt_ts(until),
         }
-        if as_json:
-            records = iter_changes(session, limit=limit, **filters)
-            output.stream_json((output.change_json(r) for r in records), flat=True)
-            return
         cut = limit is None and not show_all  # the default cut-off: say how many more there are
-        shown = CHANGES_SHOWN if cut else limit
-        printed = _print_changes(iter_changes(session, limit=shown, **filters))
+        shown = limit if as_json or not cut else CHANGES_SHOWN
+        # Closed here, whatever happens: a stream left suspended would be finalised at some random later point.
+        with contextlib.closing(iter_changes(session, limit=shown, **filters)) as records:
+            if as_json:
+                output.stream_json((output.change_json(r) for r in records), flat=True)
+                return
+            printed = _print_changes(records)
         more = count_changes(session, **filters) - printed if cut and printed == CHANGES_SHOWN else 0
     if more:
         output.console().print(f"… {more:,} more: --limit N, --all, or --json")
