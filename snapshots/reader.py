@@ -76,6 +76,11 @@ def _to_sqlite(value: Any) -> Any:
 
 def _from_sqlite(name: str, value: Any) -> Any:
     if name in TIMESTAMPS and isinstance(value, str):
+        if len(value) >= 19:  # date and time to the second, as stored: parsed with its offset in one call
+            try:
+                return datetime.fromisoformat(value + "+00:00")
+            except ValueError:  # a text that carries an offset already
+                pass
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
     return value
 
