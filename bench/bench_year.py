@@ -105,19 +105,27 @@ def compare(
     return result
 
 
+#: Modules inside `monitor.cli` whose cumulative import time the report names.
+INSIDE = ("typer", "monitor.cli.context", "monitor.cli.output", "snapshots.history")
+
+
 def import_time(db: Path) -> dict[str, Any]:
     """Where `tiers --at` spends its start-up: the slowest top-level imports, by cumulative microseconds."""
     argv = [sys.executable, "-X", "importtime", *cli(db, "tiers", SYMBOL, "-s", yeardb.CHANGING, "--at", AT)[1:]]
     proc = subprocess.run([*argv, "--json"], capture_output=True, text=True, env=ENV, check=True, cwd=ROOT)
     top: list[tuple[int, str]] = []
+    named: dict[str, float] = {}
     for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
         if m and not m.group(3):  # imported by the script itself, not by another module
             top.append((int(m.group(2)), m.group(4)))
+        if m and m.group(4) in INSIDE:
+            named[m.group(4)] = round(int(m.group(2)) / 1000, 1)
     top.sort(reverse=True)
     return {
         "total_ms": round(sum(us for us, _ in top) / 1000, 1),
-        "top": [[n, round(us / 1000, 1)] for us, n in top[:6]],
+        "top": [[n, round(us / 1000, 1)] for us, n in top[:4]],
+        "inside": named,
     }
 
 
@@ -224,6 +232,7 @@ def measure(runs: int) -> dict[str, Any]:
             3 * runs, cli(year, *tiers_args, "--json"), script("tiers_floor.py", str(year), yeardb.CHANGING, SYMBOL, AT)
         ),
         "tiers_at_table": compare(3 * runs, cli(year, *tiers_args)),
+        "bare_python": compare(3 * runs, [sys.executable, "-c", "pass"]),
         "tiers_imports": import_time(year),
         "migration": migrate_year(year1_rows),
         "queries_us": {"year 10x, rolled up": per_query(year), "year 1x, a row per poll": per_query(year1_rows)},
@@ -238,7 +247,7 @@ def measure(runs: int) -> dict[str, Any]:
 
 def section(r: dict[str, Any]) -> str:
     t, a, j = r["changes_table"], r["changes_all_piped"], r["changes_year_json"]
-    ti, tt, imp = r["tiers_at_json"], r["tiers_at_table"], r["tiers_imports"]
+    ti, tt, imp, bare = r["tiers_at_json"], r["tiers_at_table"], r["tiers_imports"], r["bare_python"]
     size = r["size"]
     real_n = size["real history (import)"]["changes"]
     lines = [
@@ -264,9 +273,11 @@ def section(r: dict[str, Any]) -> str:
         f"{ti['floor_s'] * 1000:.0f} ms (`bench/tiers_floor.py`, same bytes) | {ti['ratio']}× |",
         f"| `tiers SYMBOL --at` as a table | | {tt['ours_s'] * 1000:.0f} ms | | |",
         "",
-        f"Start-up of `tiers --at`: {imp['total_ms']} ms of imports; the largest: "
+        f"Start-up of `tiers --at` (`python -X importtime`): {imp['total_ms']} ms of imports; the largest: "
         + ", ".join(f"`{n}` {ms} ms" for n, ms in imp["top"])
-        + ".",
+        + "; within `monitor.cli`: "
+        + ", ".join(f"`{n}` {ms} ms" for n, ms in imp["inside"].items())
+        + f". The interpreter alone (`python -c pass`, `site` included) takes {bare['ours_s'] * 1000:.0f} ms.",
         "",
         "Read questions in process, through the CLI's sqlite3 reader (median µs per call; each is index lookups, "
         "see `tests/snapshots/test_query_plans.py`):",
