@@ -233,7 +233,8 @@ def counts(path: Path) -> dict[str, int]:
             for t in ("change_record", "table_version", "alert", "position", "account", "impact")
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (t,)).fetchone()
         }
-        for outcome, n in conn.execute("SELECT outcome, count(*) FROM poll GROUP BY outcome"):
+        # Polls, not rows: a run of polls that failed alike is one row (`repeats`).
+        for outcome, n in conn.execute("SELECT outcome, sum(repeats) FROM poll GROUP BY outcome"):
             out[f"poll_{outcome}"] = n
         return out
     finally:

@@ -164,7 +164,7 @@ def check(db_url: str, settings: Settings, served: dict[tuple[str, str], set[str
     return {
         "versions": len(versions),
         "change_records": records,
-        "polls": len(polls),
+        "polls": sum(p.repeats for p in polls),  # polls, not rows: unchanged ones are rolled up
         "polls_with_changes": len(changed_polls),
         "impacts": impacts,
         "alerts": len(alert_ids),

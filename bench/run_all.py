@@ -26,6 +26,7 @@ BENCHES = {
     "soak": ["bench/soak.py"],
     "killtest": ["bench/killtest.py", "--rounds", "50"],
     "web": ["bench/bench_web.py"],
+    "year": ["bench/bench_year.py", "--no-doc"],
 }
 
 
@@ -185,6 +186,9 @@ def render() -> str:
         ]
     if web := load("web"):
         out += web_section(web)
+    year = RESULTS / "year.md"  # bench/bench_year.py writes its own section
+    if year.exists():
+        out += [year.read_text().rstrip(), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -22,6 +22,8 @@ poll = table(
     column("source", String),
     column("kind", String),
     column("started_at", _TS),
+    column("last_at", _TS),
+    column("repeats", Integer),
     column("duration_ms", Float),
     column("outcome", String),
     column("provenance", String),

@@ -1,8 +1,10 @@
 """Tables of the snapshot store (the schema's single definition; Alembic migrations follow it).
 
-Storage grows with changes, not with polls: every poll adds one `poll` row, but tier rows are written
-only for a symbol whose content hash changed. A symbol's versions carry `valid_from`/`valid_to`, so "the
-table of S at T" is one indexed lookup on (source, symbol, valid_from).
+Storage grows with changes, not with polls: tier rows are written only for a symbol whose content hash
+changed, and a `poll` row stands for a run of identical outcomes of one source (`repeats` polls from
+`started_at` to `last_at`): a poll that changes nothing, or fails as the one before it did, is counted in
+the source's latest row instead of adding one (`snapshots.store.record_poll`). A symbol's versions carry
+`valid_from`/`valid_to`, so "the table of S at T" is one indexed lookup on (source, symbol, valid_from).
 
 All datetimes are timezone-aware UTC (SQLModel's UTCDateTime): PostgreSQL stores `timestamptz`, SQLite
 stores UTC text, and both hand back aware UTC values.
@@ -11,22 +13,42 @@ stores UTC text, and both hand back aware UTC values.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Column, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
 
+def _started_at(context: Any) -> Any:
+    """A new row's `last_at` unless given: a run of one poll ends where it starts."""
+    return context.get_current_parameters()["started_at"]
+
+
 class Poll(SQLModel, table=True):
-    """One attempt to take a snapshot of a source, whatever its outcome."""
+    """A run of attempts to take a snapshot of a source with the same outcome (one attempt, most often).
+
+    The indexes serve the questions asked of every source: its latest rows (`ix_poll_source_last`, in the
+    order of `ORDER BY last_at, id`: the row id ends every index), its latest row of an outcome (the last
+    success, the last error) and of a kind (the rest asked for by the last live poll), and the latest rows
+    of all sources.
+    """
 
     __tablename__ = "poll"
-    __table_args__ = (Index("ix_poll_source_started", "source", "started_at"),)
+    __table_args__ = (
+        Index("ix_poll_source_last", "source", "last_at"),
+        Index("ix_poll_source_outcome_last", "source", "outcome", "last_at"),
+        Index("ix_poll_source_kind_last", "source", "kind", "last_at"),
+        Index("ix_poll_last", "last_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str
     kind: str = "poll"  # poll | import
-    started_at: datetime
-    duration_ms: float = 0.0
+    started_at: datetime  # the first poll of the run
+    # The last poll of the run (`started_at` for a run of one): what "the last poll that saw a table" means.
+    last_at: datetime | None = Field(default=None, nullable=False, sa_column_kwargs={"default": _started_at})
+    repeats: int = Field(default=1, sa_column_kwargs={"server_default": "1"})  # polls in the run
+    duration_ms: float = 0.0  # the mean over the run
     outcome: str  # ok | failed | quarantined
     provenance: str | None = None
     symbols: int = 0  # symbols in the snapshot
@@ -83,6 +105,7 @@ class ChangeRecord(SQLModel, table=True):
     __tablename__ = "change_record"
     __table_args__ = (
         Index("ix_change_symbol", "source", "symbol", "detected_at"),
+        Index("ix_change_source", "source", "detected_at"),  # a source's changes, and its latest
         Index("ix_change_detected", "detected_at"),
     )
 

@@ -6,8 +6,8 @@ sqlite3 and start fast. Every function takes a `Reader`, or a SQLAlchemy connect
 
 from __future__ import annotations
 
-import difflib
 import json
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,6 +49,8 @@ class StoredChange:
 
 @dataclass(frozen=True, slots=True)
 class PollInfo:
+    """A stored poll row: `repeats` polls with the same outcome, the first at `started_at`, the last at `last_at`."""
+
     id: int
     source: str
     kind: str
@@ -62,6 +64,13 @@ class PollInfo:
     error: str | None
     error_kind: str | None = None  # failed polls: why, e.g. "fetch_timeout", "resting", "unexpected"
     retry_at: datetime | None = None  # failed polls: the exchange asked not to be called before this
+    repeats: int = 1  # polls this row stands for (identical outcomes, rolled up)
+    last_at: datetime | None = None  # the last of them (None: `started_at`)
+
+    @property
+    def ended_at(self) -> datetime:
+        """When the last poll of this row started."""
+        return self.last_at or self.started_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,8 @@ class SourceStatus:
     last_change_at: datetime | None
     last_error_at: datetime | None
     last_error: str | None
+    polls: int = 0  # polls (and imports) that ran, since `first_poll_at`
+    first_poll_at: datetime | None = None
 
 
 _VERSION_COLS = (
@@ -116,6 +127,8 @@ def resolve_symbol(conn: Any, source: str, text: str) -> str:
     ]
     if not names:
         raise NotFound(f"no history for {source} yet; run `tierdrift poll` or `tierdrift import` first")
+    import difflib  # only for this error: the read-only commands start without it
+
     close = difflib.get_close_matches(canonical_symbol(source, text.upper()), names, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise NotFound(f"unknown symbol {text!r} for {source}{hint}")
@@ -154,6 +167,30 @@ def versions(conn: Any, source: str, symbol: str) -> list[VersionInfo]:
     return [_info(v) for v in rows]
 
 
+def _change_filter(
+    source: str | None,
+    symbol: str | None,
+    kind: str | None,
+    field: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[str, dict[str, Any]]:
+    conds: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {}
+    for name, cond, value in (
+        ("source", "source = :source", source),
+        ("symbol", "symbol = :symbol", symbol),
+        ("kind", "kind = :kind", kind),
+        ("field", "field = :field", field),
+        ("since", "detected_at >= :since", since),
+        ("until", "detected_at <= :until", until),
+    ):
+        if value:
+            conds.append(cond)
+            params[name] = value
+    return " AND ".join(conds), params
+
+
 def list_changes(
     conn: Any,
     *,
@@ -172,26 +209,14 @@ def list_changes(
 
     `after` is a cursor, `StoredChange.cursor` of the last record of the previous page: the page starts
     right after it in the order asked for (keyset paging, so a page costs the same wherever it is)."""
-    conds: list[str] = ["1 = 1"]
-    params: dict[str, Any] = {}
-    for name, cond, value in (
-        ("source", "source = :source", source),
-        ("symbol", "symbol = :symbol", symbol),
-        ("kind", "kind = :kind", kind),
-        ("field", "field = :field", field),
-        ("since", "detected_at >= :since", since),
-        ("until", "detected_at <= :until", until),
-    ):
-        if value:
-            conds.append(cond)
-            params[name] = value
+    where, params = _change_filter(source, symbol, kind, field, since, until)
     beyond, order = ("<", "DESC") if newest_first else (">", "ASC")
     if after is not None:
-        conds.append(f"(detected_at {beyond} :after_at OR (detected_at = :after_at AND id {beyond} :after_id))")
+        where += f" AND (detected_at {beyond} :after_at OR (detected_at = :after_at AND id {beyond} :after_id))"
         params["after_at"], params["after_id"] = after
     sql = (
         "SELECT id, source, symbol, kind, tier, field, old, new, detected_at, previous_poll_at FROM change_record"
-        f" WHERE {' AND '.join(conds)} ORDER BY detected_at {order}, id {order}"
+        f" WHERE {where} ORDER BY detected_at {order}, id {order}"
     )
     if limit:
         sql += f" LIMIT {int(limit)}"
@@ -206,55 +231,107 @@ def list_changes(
     ]
 
 
+def iter_changes(
+    conn: Any, *, limit: int | None = None, batch: int = 5000, **filters: Any
+) -> Generator[StoredChange, None, None]:
+    """`list_changes(conn, **filters)` as a stream: pages of `batch` records fetched one after another with
+    the keyset cursor, so that memory stays flat however many there are. At most `limit` in all."""
+    reader = reader_of(conn)
+    after: tuple[datetime, int] | None = None
+    left = limit
+    while left is None or left > 0:
+        size = batch if left is None else min(batch, left)
+        page = list_changes(reader, after=after, limit=size, **filters)
+        yield from page
+        if len(page) < size:
+            return
+        after = page[-1].cursor
+        left = None if left is None else left - len(page)
+
+
+def count_changes(
+    conn: Any,
+    *,
+    source: str | None = None,
+    symbol: str | None = None,
+    kind: str | None = None,
+    field: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> int:
+    """How many stored changes match every filter given (as `list_changes`)."""
+    where, params = _change_filter(source, symbol, kind, field, since, until)
+    (row,) = reader_of(conn).rows(f"SELECT count(*) AS n FROM change_record WHERE {where}", params)
+    return int(row["n"])
+
+
 _POLL_COLS = (
     "id, source, kind, started_at, duration_ms, outcome, provenance, symbols, symbols_changed, changes, error,"
-    " error_kind, retry_at"
+    " error_kind, retry_at, repeats, last_at"
 )
+
+#: Each query of `source_status` and `recent_polls` is one lookup in an index of snapshots.db
+#: (tests/snapshots/test_query_plans.py checks the plans): rows are ordered by the end of their run.
+LATEST_POLL = f"SELECT {_POLL_COLS} FROM poll WHERE source = :source ORDER BY last_at DESC, id DESC LIMIT 1"
+LATEST_OUTCOME = (
+    f"SELECT {_POLL_COLS} FROM poll WHERE source = :source AND outcome = :outcome"
+    " ORDER BY last_at DESC, id DESC LIMIT 1"
+)
+#: Reads the source's rows, which are few: one per change, per run of unchanged polls and per run of failures.
+POLL_COUNT = "SELECT sum(repeats) AS n FROM poll WHERE source = :source"
+FIRST_POLL = "SELECT started_at AS first_poll_at FROM poll WHERE source = :source ORDER BY last_at, id LIMIT 1"
+LATEST_CHANGE = "SELECT max(detected_at) AS last_change FROM change_record WHERE source = :source"
+CURRENT_COUNT = "SELECT count(*) AS n FROM table_version WHERE source = :source AND valid_to IS NULL"
+#: Outcomes other than ok, asked one by one: `outcome <> 'ok'` could not use the index's order.
+_TROUBLES = ("failed", "quarantined")
 
 
 def _poll_info(p: Row) -> PollInfo:
     return PollInfo(
         p["id"], p["source"], p["kind"], p["started_at"], p["duration_ms"], p["outcome"], p["provenance"],
         p["symbols"], p["symbols_changed"], p["changes"], p["error"], p["error_kind"], p["retry_at"],
+        p["repeats"], p["last_at"],
     )  # fmt: skip
 
 
-def _latest_poll(conn: Any, source: str, outcome_cond: str = "") -> PollInfo | None:
-    rows = reader_of(conn).rows(
-        f"SELECT {_POLL_COLS} FROM poll WHERE source = :source {outcome_cond}"
-        " ORDER BY started_at DESC, id DESC LIMIT 1",
-        {"source": source},
-    )
+def _latest_poll(reader: Any, source: str, outcome: str | None = None) -> PollInfo | None:
+    if outcome is None:
+        rows = reader.rows(LATEST_POLL, {"source": source})
+    else:
+        rows = reader.rows(LATEST_OUTCOME, {"source": source, "outcome": outcome})
     return _poll_info(rows[0]) if rows else None
 
 
 def source_status(conn: Any, source: str) -> SourceStatus:
+    """Where `source` stands: its last poll, success, change and error, how many polls ran and since when."""
     reader = reader_of(conn)
     last = _latest_poll(reader, source)
-    ok = _latest_poll(reader, source, "AND outcome = 'ok'")
-    bad = _latest_poll(reader, source, "AND outcome <> 'ok'")
-    (change,) = reader.rows(
-        "SELECT max(detected_at) AS last_change FROM change_record WHERE source = :source", {"source": source}
-    )
-    (count,) = reader.rows(
-        "SELECT count(*) AS n FROM table_version WHERE source = :source AND valid_to IS NULL", {"source": source}
-    )
+    ok = _latest_poll(reader, source, "ok")
+    troubles = [p for p in (_latest_poll(reader, source, o) for o in _TROUBLES) if p is not None]
+    bad = max(troubles, key=lambda p: (p.ended_at, p.id), default=None)
+    (change,) = reader.rows(LATEST_CHANGE, {"source": source})
+    (count,) = reader.rows(CURRENT_COUNT, {"source": source})
+    (polls,) = reader.rows(POLL_COUNT, {"source": source})
+    first = reader.rows(FIRST_POLL, {"source": source})
     return SourceStatus(
         source,
         count["n"],
-        last.started_at if last else None,
+        last.ended_at if last else None,
         last.outcome if last else None,
-        ok.started_at if ok else None,
+        ok.ended_at if ok else None,
         change["last_change"],
-        bad.started_at if bad else None,
+        bad.ended_at if bad else None,
         bad.error if bad else None,
+        int(polls["n"] or 0),
+        first[0]["first_poll_at"] if first else None,
     )
 
 
 def recent_polls(conn: Any, source: str | None = None, limit: int = 20) -> list[PollInfo]:
+    """The latest poll rows (each a run of `repeats` polls), newest first."""
     where = "WHERE source = :source" if source else ""
     rows = reader_of(conn).rows(
-        f"SELECT {_POLL_COLS} FROM poll {where} ORDER BY started_at DESC, id DESC LIMIT {int(limit)}",
+        f"SELECT {_POLL_COLS} FROM poll {where} ORDER BY last_at DESC, id DESC LIMIT {int(limit)}",
         {"source": source} if source else {},
     )
     return [_poll_info(p) for p in rows]

@@ -7,7 +7,6 @@ means holding a well-formed table.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -93,6 +92,8 @@ def content_hash(unit: Unit, tiers: tuple[Tier, ...]) -> str:
                 )
             )
         )
+    import hashlib  # here, not at the top: 3 ms of start-up that reading a stored table never needs
+
     return hashlib.blake2b(";".join(parts).encode(), digest_size=16).hexdigest()
 
 

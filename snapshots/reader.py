@@ -29,6 +29,8 @@ TIMESTAMPS = frozenset(
         "first_valid_from",
         "last_change",
         "retry_at",
+        "last_at",
+        "first_poll_at",
     }
 )
 #: How SQLAlchemy stores a DateTime in SQLite (UTC, as SQLModel's UTCDateTime hands it over).
@@ -56,7 +58,14 @@ class SqliteReader:
         bound = {k: _to_sqlite(v) for k, v in (params or {}).items()}
         cur = self.conn.execute(sql, bound)
         names = [d[0] for d in cur.description]
-        return [{n: _from_sqlite(n, v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+        stamps = [n for n in names if n in TIMESTAMPS]  # converted by name, the others as they come
+        out = []
+        for row in cur.fetchall():
+            item = dict(zip(names, row, strict=True))
+            for n in stamps:
+                item[n] = _from_sqlite(n, item[n])
+            out.append(item)
+        return out
 
 
 def _to_sqlite(value: Any) -> Any:
@@ -67,6 +76,11 @@ def _to_sqlite(value: Any) -> Any:
 
 def _from_sqlite(name: str, value: Any) -> Any:
     if name in TIMESTAMPS and isinstance(value, str):
+        if len(value) >= 19:  # date and time to the second, as stored: parsed with its offset in one call
+            try:
+                return datetime.fromisoformat(value + "+00:00")
+            except ValueError:  # a text that carries an offset already
+                pass
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
     return value
 

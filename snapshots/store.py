@@ -4,6 +4,11 @@ The caller owns the transaction: these functions add to a `Session` and never co
 its versions, its change records and (in later layers) the impacts and alerts they cause land in one
 commit or not at all.
 
+Storage grows with changes, not with polls: `record_poll` counts a poll that changed nothing (or failed as
+the previous one did) in the source's latest row, a run with `repeats` and `last_at`, instead of adding a
+row. The runs account for every poll that ran, and `last_at` of the last successful run is exactly the
+last poll that saw the tables as they were, the `previous_poll_at` bound of the changes found next.
+
 A table that cannot be applied for a reason that is not bad data (a bug, a database error) raises
 `ApplyFailed` naming its symbol, so that the caller records a failed poll that says which table it was.
 """
@@ -17,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlmodel import Session
@@ -101,8 +107,53 @@ def _dumps(items: Iterable[str]) -> str | None:
 
 
 def last_success_at(session: Session, source: str) -> datetime | None:
-    stmt = select(func.max(pl.c.started_at)).where(pl.c.source == source, pl.c.outcome == "ok")
+    """When the last successful poll of `source` started (the end of its latest successful run)."""
+    stmt = select(func.max(pl.c.last_at)).where(pl.c.source == source, pl.c.outcome == "ok")
     return as_utc(session.execute(stmt).scalar_one_or_none())
+
+
+#: The columns two polls must agree on to be one run: the same outcome, for the same reason, of the same set.
+_RUN_KEY = ("kind", "outcome", "provenance", "symbols", "symbols_hash", "error", "error_kind", "retry_at", "warnings")
+#: Outcomes that roll up. A quarantined poll stays a row of its own: the confirmations count those rows.
+_ROLLED_OUTCOMES = ("ok", "failed")
+
+
+def _same_run(row: Any, poll: Poll) -> bool:
+    """True when `poll` repeats the run `row` (the source's latest row): nothing changed by either."""
+    if poll.outcome not in _ROLLED_OUTCOMES or poll.symbols_changed or poll.changes or poll.tiers_written:
+        return False
+    if row.symbols_changed or row.changes or row.tiers_written:
+        return False
+    mine = {k: getattr(poll, k) for k in _RUN_KEY} | {"retry_at": as_utc(poll.retry_at)}
+    theirs = {k: getattr(row, k) for k in _RUN_KEY} | {"retry_at": as_utc(row.retry_at)}
+    last = as_utc(row.last_at)
+    return mine == theirs and last is not None and last <= poll.started_at
+
+
+def record_poll(session: Session, poll: Poll) -> int:
+    """Store `poll` (not yet added) and return the id of the row that counts it.
+
+    A poll that changed nothing and ends as the source's latest row did (same outcome, reason, symbol set,
+    warnings) extends that row's run: `repeats` + 1, `last_at` = its start, `duration_ms` the run's mean.
+    Anything else (a change, another outcome or error, a quarantine) starts a row of its own.
+    """
+    cols = [pl.c.id, pl.c.last_at, pl.c.repeats, pl.c.duration_ms, pl.c.symbols_changed, pl.c.changes]
+    cols += [pl.c.tiers_written, *(pl.c[k] for k in _RUN_KEY)]
+    latest = session.execute(
+        select(*cols).where(pl.c.source == poll.source).order_by(pl.c.last_at.desc(), pl.c.id.desc()).limit(1)
+    ).first()
+    if latest is not None and _same_run(latest, poll):
+        n = latest.repeats
+        mean = (latest.duration_ms * n + poll.duration_ms) / (n + 1)
+        session.execute(
+            update(pl).where(pl.c.id == latest.id).values(repeats=n + 1, last_at=poll.started_at, duration_ms=mean)
+        )
+        return int(latest.id)
+    poll.last_at = poll.started_at
+    session.add(poll)
+    session.flush()
+    assert poll.id is not None
+    return poll.id
 
 
 def record_failure(
@@ -133,11 +184,8 @@ def record_failure(
         error_kind=error_kind,
         retry_at=retry_at,
     )
-    session.add(poll)
-    session.flush()
-    assert poll.id is not None
     return PollResult(
-        poll.id,
+        record_poll(session, poll),
         source,
         kind,
         "failed",
@@ -154,7 +202,7 @@ def requested_rest(session: Session, source: str) -> RestRequest | None:
     stmt = (
         select(pl.c.retry_at, pl.c.error, pl.c.error_kind)
         .where(pl.c.source == source, pl.c.kind == "poll")
-        .order_by(pl.c.started_at.desc(), pl.c.id.desc())
+        .order_by(pl.c.last_at.desc(), pl.c.id.desc())
         .limit(1)
     )
     row = session.execute(stmt).first()
@@ -186,7 +234,7 @@ def _confirmed(session: Session, source: str, symbols_hash: str, needed: int) ->
     stmt = (
         select(pl.c.outcome, pl.c.symbols_hash)
         .where(pl.c.source == source, pl.c.outcome != "failed")
-        .order_by(pl.c.started_at.desc(), pl.c.id.desc())
+        .order_by(pl.c.last_at.desc(), pl.c.id.desc())
         .limit(needed - 1)
     )
     recent = session.execute(stmt).all()
@@ -238,6 +286,7 @@ def apply_snapshot(
                 f"{len(vanished)} of {len(current)} symbols ({share:.0%}) vanished at once ({shown}); "
                 f"not applied (threshold {policy.max_vanish_share:.0%})"
             )
+            poll.last_at = started_at
             session.add(poll)
             session.flush()
             assert poll.id is not None
@@ -256,11 +305,19 @@ def apply_snapshot(
             [f"{len(vanished)} symbols vanished; applied after {policy.confirmations} consecutive polls agreed"]
         )
 
+    baseline = not current and not _has_history(session, source)
+    changed = [s for s, t in snap.tables.items() if s not in current or current[s][1] != t.hash]
+    if not changed and not vanished:  # nothing to version: the poll joins its source's run when it can
+        poll.warnings = _dumps(snap.warnings)
+        poll_id = record_poll(session, poll)
+        return PollResult(
+            poll_id, source, kind, "ok", started_at, previous, duration_ms, len(snap.tables),
+            baseline=baseline, warnings=tuple(snap.warnings),
+        )  # fmt: skip
+    poll.last_at = started_at
     session.add(poll)
     session.flush()
     assert poll.id is not None
-    baseline = not current and not _has_history(session, source)
-    changed = [s for s, t in snap.tables.items() if s not in current or current[s][1] != t.hash]
     old_tables = load_tables(session, [current[s][0] for s in changed + vanished if s in current])
     updates: list[SymbolUpdate] = []
     tier_rows: list[dict[str, object]] = []

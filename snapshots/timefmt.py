@@ -37,4 +37,7 @@ def iso(dt: datetime | None) -> str | None:
     """ISO 8601 UTC with a `Z`; None stays None."""
     if dt is None:
         return None
+    text = dt.isoformat()
+    if text.endswith("+00:00"):  # already UTC (every stored time): one call, for streams of thousands
+        return text[:-6] + "Z"
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"

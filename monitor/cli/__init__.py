@@ -7,9 +7,12 @@ exit with 2 (Typer). Read-only commands never import ccxt (see `poll`).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,7 +30,8 @@ from snapshots.errors import TierdriftError
 from snapshots.history import (
     StoredChange,
     check_source,
-    list_changes,
+    count_changes,
+    iter_changes,
     recent_polls,
     resolve_symbol,
     source_status,
@@ -241,6 +245,12 @@ def tiers(
         output.console().print(f"warning: {output.safe(w)}")
 
 
+#: Human output of `changes` shows at most this many records unless --limit or --all says otherwise.
+CHANGES_SHOWN = 100
+#: A terminal gets a table of the records when there are at most this many; more are printed as plain lines.
+CHANGES_TABLE_MAX = 500
+
+
 @app.command()
 def changes(
     ctx: typer.Context,
@@ -251,9 +261,15 @@ def changes(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, max=cli_context.MAX_INT, help="At most this many records.")
     ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help=f"Every record (human output stops at {CHANGES_SHOWN} without it).")
+    ] = False,
     as_json: cli_context.JsonOpt = False,
 ) -> None:
-    """Tier changes detected between polls, oldest first."""
+    """Tier changes detected between polls, oldest first.
+
+    Human output shows the first records and how many more there are; a table on a terminal, plain lines when
+    piped or long. --json writes every record (or --limit), streamed as it is read."""
     c = cli_context.get(ctx)
     if symbol and not source:
         raise typer.BadParameter("--symbol needs --source", param_hint="--symbol")
@@ -261,20 +277,53 @@ def changes(
         if source:
             check_source(source)
         sym = resolve_symbol(session, source, symbol) if symbol and source else None
-        rows = list_changes(
-            session,
-            source=source,
-            symbol=sym,
-            since=cli_context.opt_ts(since),
-            until=cli_context.opt_ts(until),
-            limit=limit,
-        )
-    if as_json:
-        output.emit_json([output.change_json(r) for r in rows])
-    elif not rows:
+        filters: dict[str, Any] = {
+            "source": source,
+            "symbol": sym,
+            "since": cli_context.opt_ts(since),
+            "until": cli_context.opt_ts(until),
+        }
+        cut = limit is None and not show_all  # the default cut-off: say how many more there are
+        shown = limit if as_json or not cut else CHANGES_SHOWN
+        # Closed here, whatever happens: a stream left suspended would be finalised at some random later point.
+        with contextlib.closing(iter_changes(session, limit=shown, **filters)) as records:
+            if as_json:
+                output.stream_json((output.change_json(r) for r in records), flat=True)
+                return
+            printed = _print_changes(records)
+        more = count_changes(session, **filters) - printed if cut and printed == CHANGES_SHOWN else 0
+    if more:
+        output.console().print(f"… {more:,} more: --limit N, --all, or --json")
+
+
+def _print_changes(rows: Iterator[StoredChange]) -> int:
+    """Print `rows` as a table on a screen when they are few, else as plain lines; return how many."""
+    head = list(itertools.islice(rows, CHANGES_TABLE_MAX + 1))
+    if not head:
         output.console().print("no changes")
+    elif len(head) <= CHANGES_TABLE_MAX and output.for_screen():
+        output.console().print(output.changes_table(head))
     else:
-        output.console().print(output.changes_table(rows))
+        return _print_lines(itertools.chain(head, rows))
+    return len(head)
+
+
+def _print_lines(rows: Iterable[StoredChange]) -> int:
+    """Plain lines, one per change (columns as the table's, without a header, for scripts), written in
+    blocks: a Rich table of thousands of rows takes minutes."""
+    out = sys.stdout
+    block: list[str] = []
+    count = 0
+    for r in rows:
+        block.append(output.change_line(r))
+        count += 1
+        if len(block) >= 1000:
+            out.write("\n".join(block) + "\n")
+            block.clear()
+    if block:
+        out.write("\n".join(block) + "\n")
+    out.flush()
+    return count
 
 
 @app.command()
@@ -323,14 +372,16 @@ def sources(ctx: typer.Context, as_json: cli_context.JsonOpt = False) -> None:
         output.emit_json([output.status_json(s) for s in rows])
         return
     table = output.new_table(
-        "source", "symbols", "last poll", "outcome", "last success", "last change", "last error",
-        wrap=("last poll", "last success", "last change", "last error"),
+        "source", "symbols", "polls", "last poll", "outcome", "last success", "last change", "last error",
+        wrap=("polls", "last poll", "last success", "last change", "last error"),
     )  # fmt: skip
     for s in rows:
         error = f"{output.when(s.last_error_at)}: {output.safe(s.last_error)}" if s.last_error_at else ""
+        ran = f"{s.polls:,} since {output.when(s.first_poll_at)}" if s.first_poll_at else "0"
         table.add_row(
             s.source,
             str(s.symbols),
+            ran,
             output.when(s.last_poll_at, "never"),
             s.last_outcome or "",
             output.when(s.last_success_at, "never"),
@@ -347,7 +398,9 @@ def polls(
     limit: Annotated[int, typer.Option("--limit", min=1, max=cli_context.MAX_INT)] = 20,
     as_json: cli_context.JsonOpt = False,
 ) -> None:
-    """Recent polls and imports, newest first, with failures and quarantines and their reasons."""
+    """Recent polls and imports, newest first, with failures and quarantines and their reasons.
+
+    Polls in a row that changed nothing, or failed alike, are one line: how many, from the first to the last."""
     c = cli_context.get(ctx)
     with c.reader() as session:
         if source:
@@ -357,7 +410,7 @@ def polls(
         output.emit_json([shapes.poll_info_json(p) for p in rows])
         return
     table = output.new_table(
-        "id", "source", "kind", "started", "ms", "outcome", "symbols", "changed", "changes", "error",
+        "id", "source", "kind", "polls", "started", "ms", "outcome", "symbols", "changed", "changes", "error",
         wrap=("started", "error"),
     )  # fmt: skip
     for p in rows:
@@ -365,7 +418,8 @@ def polls(
             str(p.id),
             p.source,
             p.kind,
-            output.when(p.started_at),
+            f"{p.repeats:,}",
+            output.span(p.started_at, p.last_at, p.repeats),
             f"{p.duration_ms:.0f}",
             p.outcome,
             str(p.symbols),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -84,6 +83,8 @@ def web(
     ] = None,
 ) -> None:
     """Serve the dashboard and the read-only API over the database, without polling (no lock taken)."""
+    import logging  # here, not at the top: the read-only commands start without it
+
     from monitor.service import logs
     from monitor.web.app import create_app
     from monitor.web.serve import address, bind
@@ -178,6 +179,8 @@ def _readiness(daemon: Daemon) -> Callable[[], tuple[bool, str]]:
 def _log_start(settings: Settings, health_url: str | None, once: bool, web_url: str | None = None) -> None:
     """The start-up summary on the log (stderr), then every warning: a newcomer must learn here, not after
     the first tier change, that no alert will reach anyone."""
+    import logging  # only `run` logs: the read-only commands that import this module need not load it
+
     log = logging.getLogger("tierdrift")
     for line in startup_summary(settings, health_url, once, utcnow(), web_url):
         log.info("%s", line)

@@ -52,8 +52,13 @@ def console() -> Console:
             return super().render_str(printable(text, keep_newlines=True), **kwargs)
 
     # Piped output keeps whole values instead of rich's 80-column ellipses, unless COLUMNS asks for a width.
-    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    width = None if for_screen() else 200
     return SafeConsole(highlight=False, markup=False, emoji=False, soft_wrap=True, width=width)
+
+
+def for_screen() -> bool:
+    """True when output is laid out for a screen: stdout is a terminal, or COLUMNS gives a width."""
+    return sys.stdout.isatty() or bool(os.environ.get("COLUMNS"))
 
 
 def safe(text: object, limit: int | None = TEXT_LIMIT) -> str:
@@ -174,6 +179,42 @@ def emit_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
+#: A flat object (scalar values) in the layout `json.dumps(indent=2)` gives it as an item of a list, written
+#: by the C encoder (which `indent` turns off): each key on its own line, four spaces in.
+_FLAT_ITEM = json.JSONEncoder(ensure_ascii=False, separators=(",\n    ", ": "))
+
+
+def _item_text(item: Any) -> str:
+    if isinstance(item, dict) and item and not any(isinstance(v, dict | list | tuple) for v in item.values()):
+        return "  {\n    " + _FLAT_ITEM.encode(item)[1:-1] + "\n  }"
+    return "  " + json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+
+
+def stream_json(items: Iterable[Any], out: Any = None, flush_every: int = 1000, *, flat: bool = False) -> None:
+    """Write `items` as one JSON array as they come, byte for byte what `emit_json(list(items))` prints,
+    without holding them all: memory stays flat whatever the count. `out` defaults to stdout. `flat`: the
+    caller promises every item is a non-empty dict of scalars (as `change_json`), which skips the check."""
+    out = out or sys.stdout
+    buffer: list[str] = []
+    first = True
+    for item in items:
+        text = "  {\n    " + _FLAT_ITEM.encode(item)[1:-1] + "\n  }" if flat else _item_text(item)
+        buffer.append(("[\n" if first else ",\n") + text)
+        first = False
+        if len(buffer) >= flush_every:
+            out.write("".join(buffer))
+            buffer.clear()
+    buffer.append("[]\n" if first else "\n]\n")
+    out.write("".join(buffer))
+
+
+def span(first: datetime, last: datetime | None, count: int) -> str:
+    """When a run of `count` polls ran: one time, or `first → last` (both to the second)."""
+    if count <= 1 or last is None or last == first:
+        return when(first)
+    return f"{when(first)} → {when(last)}"
+
+
 def tiers_table(title: str, tiers: Sequence[Tier], unit_label: str) -> Table:
     table = new_table(title=title, title_justify="left")
     for name in (
@@ -215,11 +256,22 @@ def describe_change(c: StoredChange) -> str:
     return f"{safe(c.change.symbol)}: {what_changed(c)}"
 
 
+#: The columns of `changes` in human output, as a table and as plain lines (one per change).
+CHANGE_COLUMNS = ("detected", "between", "source", "symbol", "change")
+#: Between the columns of a plain line: two spaces (times hold one; a tab would be a control character).
+COLUMN_SEP = "  "
+
+
+def change_line(c: StoredChange) -> str:
+    """One change as one plain line of `CHANGE_COLUMNS` (its symbol made `safe`)."""
+    return COLUMN_SEP.join(
+        (when(c.detected_at), when(c.previous_poll_at), c.change.source, safe(c.change.symbol), what_changed(c))
+    )
+
+
 def changes_table(changes: Iterable[StoredChange]) -> Table:
     """Detected changes, one per row: when (and the poll before it), where, and what changed."""
-    table = new_table(
-        "detected", "between", "source", "symbol", "change", wrap=("detected", "between", "symbol", "change")
-    )
+    table = new_table(*CHANGE_COLUMNS, wrap=("detected", "between", "symbol", "change"))
     for c in changes:
         table.add_row(
             when(c.detected_at), when(c.previous_poll_at), c.change.source, safe(c.change.symbol), what_changed(c)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -106,6 +105,8 @@ def database_url(config_file: Path | None = None, override: str | None = None) -
     if config_file is not None:
         require_file(config_file)
     if path.is_file():
+        import tomllib  # 2 ms that a command run without a config file (a read-only one) need not pay
+
         try:
             data = tomllib.loads(path.read_text(encoding=CONFIG_ENCODING))
         except (OSError, ValueError, RecursionError) as exc:  # RecursionError: TOML nested thousands deep

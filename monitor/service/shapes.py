@@ -76,6 +76,8 @@ def status_json(s: SourceStatus) -> dict[str, Any]:
         "last_change_at": iso(s.last_change_at),
         "last_error_at": iso(s.last_error_at),
         "last_error": s.last_error,
+        "polls": s.polls,  # how many polls ran (a run of identical ones is one stored row)
+        "first_poll_at": iso(s.first_poll_at),
     }
 
 
@@ -114,6 +116,8 @@ def poll_info_json(p: PollInfo) -> dict[str, Any]:
         "error": p.error,
         "error_kind": p.error_kind,
         "retry_at": iso(p.retry_at),
+        "repeats": p.repeats,  # the polls this row counts: a run of identical outcomes
+        "last_at": iso(p.ended_at),  # when the last of them started
     }
 
 

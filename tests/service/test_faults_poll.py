@@ -535,12 +535,13 @@ def test_a_source_rests_as_the_exchange_asks(scenario: Scenario, db_url: str) ->
     assert scenario.poll(after=timedelta(minutes=1)).outcome == "ok"  # at T0 + 10 min: polling again
     assert scenario.fetches == 2
     rows = cli(db_url, "polls", "--source", USDM, "--json")
-    assert [(p["error_kind"], p["retry_at"]) for p in rows] == [
-        (None, None),
-        ("resting", "2026-12-01T22:40:05Z"),
-        ("resting", "2026-12-01T22:40:05Z"),
-        ("rate_limited", "2026-12-01T22:40:05Z"),
+    # The two resting polls failed alike: one row counts both, from the first to the last.
+    assert [(p["error_kind"], p["retry_at"], p["repeats"]) for p in rows] == [
+        (None, None, 1),
+        ("resting", "2026-12-01T22:40:05Z", 2),
+        ("rate_limited", "2026-12-01T22:40:05Z", 1),
     ]
+    assert rows[1]["last_at"] > rows[1]["started_at"]
 
 
 def test_a_rest_is_rounded_up_to_the_second_and_bounded(scenario: Scenario) -> None:

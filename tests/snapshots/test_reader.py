@@ -72,3 +72,15 @@ def test_errors_are_the_same_too(sqlite_engine: Engine) -> None:
     raw.close()
     assert messages[:2] == messages[2:]
     assert "before its history begins" in messages[0] and "was not listed" in messages[1]
+
+
+@pytest.mark.parametrize(
+    "text", ["2025-01-01", "2025-01-01 00:00", "2025-01-01 12:34:56", "2025-01-01 12:34:56.123456"]
+)
+def test_sqlite_times_read_as_aware_utc_whatever_their_precision(text: str) -> None:
+    from datetime import UTC, datetime
+
+    from snapshots.reader import _from_sqlite
+
+    got = _from_sqlite("detected_at", text)
+    assert got == datetime.fromisoformat(text).replace(tzinfo=UTC) and got.tzinfo is not None

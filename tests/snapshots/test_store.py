@@ -47,13 +47,15 @@ def test_first_snapshot_is_a_baseline_without_change_records(engine: Engine) -> 
     assert count(engine, ChangeRecord) == 0
 
 
-def test_an_unchanged_poll_adds_a_poll_row_and_nothing_else(engine: Engine) -> None:
+def test_unchanged_polls_add_one_run_row_and_nothing_else(engine: Engine) -> None:
     apply(engine, "2024-01-01", tables(BTC=BTC_ROWS, ETH=ETH_ROWS))
     rows_before = count(engine, TierRow)
     r = apply(engine, "2024-01-02", tables(BTC=BTC_ROWS, ETH=ETH_ROWS))
     assert r.changes == [] and not r.baseline and r.tiers_written == 0
+    again = apply(engine, "2024-01-03", tables(BTC=BTC_ROWS, ETH=ETH_ROWS))
+    assert again.poll_id == r.poll_id  # counted in the same row
     assert count(engine, TierRow) == rows_before
-    assert count(engine, Poll) == 2
+    assert count(engine, Poll) == 2  # the baseline, and the run of the two unchanged polls
 
 
 def test_a_changed_rate_becomes_a_new_version_and_a_change_record(engine: Engine) -> None:
