@@ -59,10 +59,12 @@ def test_validation_errors_are_one_json_line_with_400(client: TestClient) -> Non
 
 def test_changes_page_through_the_whole_feed_with_the_cursor(client: TestClient) -> None:
     everything = ok(client, "/api/v1/changes", limit=1000, source="binance-usdm", kind="tier_changed")
-    assert everything["items"] and all(c["kind"] == "tier_changed" for c in everything["items"])
+    assert len(everything["items"]) >= 2 and all(c["kind"] == "tier_changed" for c in everything["items"])
+    # Several pages whatever the history holds (the shared data's thousands, or the fixtures' few).
+    size = max(1, min(97, len(everything["items"]) // 3))
     pages, cursor = [], None
     while True:
-        params: dict[str, Any] = {"limit": 97, "source": "binance-usdm", "kind": "tier_changed"}
+        params: dict[str, Any] = {"limit": size, "source": "binance-usdm", "kind": "tier_changed"}
         if cursor:
             params["cursor"] = cursor
         page = ok(client, "/api/v1/changes", **params)
@@ -70,7 +72,7 @@ def test_changes_page_through_the_whole_feed_with_the_cursor(client: TestClient)
         cursor = page["next_cursor"]
         if cursor is None:
             break
-        assert len(page["items"]) == 97
+        assert len(page["items"]) == size
     flat = [c for p in pages for c in p]
     if len(everything["items"]) < 1000:
         assert flat == everything["items"]
