@@ -188,8 +188,8 @@ def _run_encoder(depth: int) -> json.JSONEncoder:
 
 def indented_json(value: Any, depth: int = 0) -> str:
     """`json.dumps(value, ensure_ascii=False, indent=2)`, byte for byte (tests/cli/test_json_text.py), with
-    the C encoder writing every run of scalars inside a dict or list, and a list of flat dicts (a JSON
-    output's usual rows) in one call; Python only walks the nested containers. `depth`: the text is for a
+    the C encoder writing every run of scalars inside a dict or list, and every run of flat dicts in a list
+    (a JSON output's usual rows) in one call; Python only walks the containers. `depth`: the text is for a
     value nested that many levels in (its lines after the first are indented as such). An empty dict or
     list is a scalar here: `{}` and `[]` in both encoders. `value` must be acyclic, as our shapes are."""
     if isinstance(value, dict):
@@ -201,11 +201,7 @@ def indented_json(value: Any, depth: int = 0) -> str:
             return json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n" + "  " * depth)
         return _wrapped("{", _dict_parts(value, depth + 1), "}", depth)
     if isinstance(value, list | tuple):
-        if not value:
-            return "[]"
-        if all(type(item) is dict and item and _flat(item.values()) for item in value):
-            return _flat_rows(value, depth)
-        return _wrapped("[", _list_parts(value, depth + 1), "]", depth)
+        return _wrapped("[", _list_parts(value, depth + 1), "]", depth) if value else "[]"
     return _run_encoder(depth).encode(value)
 
 
@@ -220,14 +216,15 @@ def _flat(values: Collection[Any]) -> bool:
     return types <= _SCALARS | {dict, list} and not any(v for v in values if type(v) in (dict, list))
 
 
-def _flat_rows(rows: list[Any] | tuple[Any, ...], depth: int) -> str:
-    """Non-empty dicts of scalars, in one C encoder call: laid out for their keys, the rows' boundaries
-    `},<keys' indent>{` are then given the rows' own indent. A JSON string holds no raw newline and an
-    object's value never follows a separator, so the boundary appears nowhere else."""
-    rows_pad, keys_pad = "\n" + "  " * (depth + 1), "\n" + "  " * (depth + 2)
-    text = _run_encoder(depth + 2).encode(rows)[2:-2]
+def _rows_text(rows: list[dict[str, Any]], depth: int) -> str:
+    """Consecutive items of a list, non-empty dicts of scalars at `depth`, in one C encoder call: laid out
+    for their keys, the rows' boundaries `},<keys' indent>{` are then given the rows' own indent. A JSON
+    string holds no raw newline and an object's value never follows a separator, so the boundary appears
+    nowhere else."""
+    rows_pad, keys_pad = "\n" + "  " * depth, "\n" + "  " * (depth + 1)
+    text = _run_encoder(depth + 1).encode(rows)[2:-2]
     body = text.replace("}," + keys_pad + "{", rows_pad + "}," + rows_pad + "{" + keys_pad)
-    return "[" + rows_pad + "{" + keys_pad + body + rows_pad + "}\n" + "  " * depth + "]"
+    return "{" + keys_pad + body + rows_pad + "}"
 
 
 def _wrapped(opening: str, parts: list[str], closing: str, depth: int) -> str:
@@ -253,10 +250,21 @@ def _dict_parts(value: dict[str, Any], depth: int) -> list[str]:
 
 
 def _list_parts(value: list[Any] | tuple[Any, ...], depth: int) -> list[str]:
+    """The items of a list at `depth`: runs of scalars and runs of flat rows each in one C encoder call."""
     encoder = _run_encoder(depth)
     parts: list[str] = []
     run: list[Any] = []
+    rows: list[dict[str, Any]] = []
     for item in value:
+        if type(item) is dict and item and _flat(item.values()):
+            if run:
+                parts.append(encoder.encode(run)[1:-1])
+                run = []
+            rows.append(item)
+            continue
+        if rows:
+            parts.append(_rows_text(rows, depth))
+            rows = []
         if item and isinstance(item, dict | list | tuple):
             if run:
                 parts.append(encoder.encode(run)[1:-1])
@@ -266,6 +274,8 @@ def _list_parts(value: list[Any] | tuple[Any, ...], depth: int) -> list[str]:
             run.append(item)
     if run:
         parts.append(encoder.encode(run)[1:-1])
+    if rows:
+        parts.append(_rows_text(rows, depth))
     return parts
 
 
