@@ -43,7 +43,11 @@ class Outcome:
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     root = tmp_path_factory.mktemp("fast")
-    url = f"sqlite:///{root / 'tiers.db'}"
+    return seeded(f"sqlite:///{root / 'tiers.db'}", root)
+
+
+def seeded(url: str, root: Path) -> str:
+    """`url` with two versions of two Binance tables imported."""
     engine = open_engine(url)
     old = {s: ccxt_tiers(s, rows, top=500e6) for s, rows in (("BTC/USDT:USDT", BTC_ROWS), ("ETH/USDT:USDT", ETH_ROWS))}
     new = {**old, "BTC/USDT:USDT": ccxt_tiers("BTC/USDT:USDT", BTC_ROWS[:-1], top=400e6)}
@@ -217,6 +221,28 @@ def test_specs_mirror_the_typer_commands(command: str) -> None:
     root = click_params(None)
     assert {opt: kind[0] for opt, kind in root.items()} == fast.ROOT_OPTIONS
     assert root["--db"][1] == "StringParamType" and root["--config"][1] == "TyperPath"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tiers", "BTCUSDT", "-s", SRC, "--at", AT],
+        ["tiers", "BTCUSDT", "-s", SRC, "--json"],
+        ["tiers", "NOPE", "-s", SRC],
+        ["changes", "--json"],
+        ["changes", "-s", SRC, "--symbol", "ETHUSDT"],
+        ["history", "BTCUSDT", "-s", SRC, "--json"],
+        ["sources", "--json"],
+        ["polls", "--limit", "1"],
+    ],
+)
+def test_the_fast_path_answers_as_typer_on_each_backend(
+    db_url: str, args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On PostgreSQL the read goes through SQLAlchemy (no sqlite3 reader): the same answers either way.
+    url = seeded(db_url, tmp_path)
+    assert fast.parse(["--db", url, *args]) is not None
+    same(["--db", url, *args], monkeypatch)
 
 
 def test_a_fast_command_imports_no_typer(db: str) -> None:
