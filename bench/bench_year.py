@@ -106,7 +106,7 @@ def compare(
 
 
 #: Modules inside `monitor.cli` whose cumulative import time the report names.
-INSIDE = ("typer", "monitor.cli.context", "monitor.cli.output", "snapshots.history")
+INSIDE = ("monitor.cli.fast", "monitor.cli.state", "monitor.cli.output", "snapshots.history", "typer")
 
 
 def import_time(db: Path) -> dict[str, Any]:

@@ -17,8 +17,6 @@ import sys
 import traceback
 from typing import Any
 
-import typer
-
 from monitor.cli import output
 from monitor.config.paths import redact_url, url_secrets
 from monitor.store import storage
@@ -47,7 +45,8 @@ def not_utf8(argv: list[str]) -> str | None:
 
 def report(exc: BaseException, url: str | None, *, debug: bool = False) -> int:
     """Print `exc` as one line on stderr (after its traceback when `debug`) and return the exit code."""
-    if isinstance(exc, typer.Exit):
+    typer = _typer()
+    if typer is not None and isinstance(exc, typer.Exit):
         return int(exc.exit_code)
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else 1
@@ -69,7 +68,8 @@ def report(exc: BaseException, url: str | None, *, debug: bool = False) -> int:
 def _line(exc: BaseException, url: str | None) -> tuple[str, int]:
     if isinstance(exc, TierdriftError):
         return output.error_text(exc), 1
-    if isinstance(exc, typer.Abort):
+    typer = _typer()
+    if typer is not None and isinstance(exc, typer.Abort):
         return "aborted", 1
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", 130
@@ -84,6 +84,12 @@ def _line(exc: BaseException, url: str | None) -> tuple[str, int]:
         detail = detail.replace(secret, "***")
     detail = printable(detail, limit=UNEXPECTED_LIMIT)
     return f"error: unexpected {type(exc).__name__}: {detail}{where} (a bug: please report it)", 1
+
+
+def _typer() -> Any:
+    """Typer, if this process has imported it, else None: the fast read-only path (monitor.cli.fast) runs
+    without it, and then no Typer exception can exist. Importing it here would cost that path 25 ms."""
+    return sys.modules.get("typer")
 
 
 def _is_click_error(exc: BaseException) -> bool:

@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -176,18 +176,115 @@ def _records(table: Table, console: Console, width: int) -> Iterator[RenderableT
 
 def emit_json(data: Any) -> None:
     # Plain print: rich would re-wrap or colour the text and break pipes into `jq`.
-    print(json.dumps(data, ensure_ascii=False, indent=2))
+    print(indented_json(data))
 
 
-#: A flat object (scalar values) in the layout `json.dumps(indent=2)` gives it as an item of a list, written
-#: by the C encoder (which `indent` turns off): each key on its own line, four spaces in.
-_FLAT_ITEM = json.JSONEncoder(ensure_ascii=False, separators=(",\n    ", ": "))
+@functools.cache
+def _run_encoder(depth: int) -> json.JSONEncoder:
+    """The C encoder writing a container of scalars as `json.dumps(indent=2)` does `depth` levels in: one
+    item a line. The standard library's encoder is pure Python whenever it indents (5 times slower)."""
+    return json.JSONEncoder(ensure_ascii=False, separators=(",\n" + "  " * depth, ": "))
+
+
+def indented_json(value: Any, depth: int = 0) -> str:
+    """`json.dumps(value, ensure_ascii=False, indent=2)`, byte for byte (tests/cli/test_json_text.py), with
+    the C encoder writing every run of scalars inside a dict or list, and every run of flat dicts in a list
+    (a JSON output's usual rows) in one call; Python only walks the containers. `depth`: the text is for a
+    value nested that many levels in (its lines after the first are indented as such). An empty dict or
+    list is a scalar here: `{}` and `[]` in both encoders. `value` must be acyclic, as our shapes are."""
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        if _flat(value.values()):
+            return _wrapped("{", [_run_encoder(depth + 1).encode(value)[1:-1]], "}", depth)
+        if not all(type(k) is str for k in value):  # other keys become text as the encoder sees fit
+            return json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n" + "  " * depth)
+        return _wrapped("{", _dict_parts(value, depth + 1), "}", depth)
+    if isinstance(value, list | tuple):
+        return _wrapped("[", _list_parts(value, depth + 1), "]", depth) if value else "[]"
+    return _run_encoder(depth).encode(value)
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _flat(values: Collection[Any]) -> bool:
+    """True if no value is a non-empty container (exact scalar types: a subclass takes the general path)."""
+    types = set(map(type, values))
+    if types <= _SCALARS:
+        return True
+    return types <= _SCALARS | {dict, list} and not any(v for v in values if type(v) in (dict, list))
+
+
+def _rows_text(rows: list[dict[str, Any]], depth: int) -> str:
+    """Consecutive items of a list, non-empty dicts of scalars at `depth`, in one C encoder call: laid out
+    for their keys, the rows' boundaries `},<keys' indent>{` are then given the rows' own indent. A JSON
+    string holds no raw newline and an object's value never follows a separator, so the boundary appears
+    nowhere else."""
+    rows_pad, keys_pad = "\n" + "  " * depth, "\n" + "  " * (depth + 1)
+    text = _run_encoder(depth + 1).encode(rows)[2:-2]
+    body = text.replace("}," + keys_pad + "{", rows_pad + "}," + rows_pad + "{" + keys_pad)
+    return "{" + keys_pad + body + rows_pad + "}"
+
+
+def _wrapped(opening: str, parts: list[str], closing: str, depth: int) -> str:
+    inner = "\n" + "  " * (depth + 1)
+    return opening + inner + ("," + inner).join(parts) + "\n" + "  " * depth + closing
+
+
+def _dict_parts(value: dict[str, Any], depth: int) -> list[str]:
+    encoder = _run_encoder(depth)
+    parts: list[str] = []
+    run: dict[str, Any] = {}
+    for key, item in value.items():
+        if item and isinstance(item, dict | list | tuple):
+            if run:
+                parts.append(encoder.encode(run)[1:-1])
+                run = {}
+            parts.append(encoder.encode(key) + ": " + indented_json(item, depth))
+        else:
+            run[key] = item
+    if run:
+        parts.append(encoder.encode(run)[1:-1])
+    return parts
+
+
+def _list_parts(value: list[Any] | tuple[Any, ...], depth: int) -> list[str]:
+    """The items of a list at `depth`: runs of scalars and runs of flat rows each in one C encoder call."""
+    encoder = _run_encoder(depth)
+    parts: list[str] = []
+    run: list[Any] = []
+    rows: list[dict[str, Any]] = []
+    for item in value:
+        if type(item) is dict and item and _flat(item.values()):
+            if run:
+                parts.append(encoder.encode(run)[1:-1])
+                run = []
+            rows.append(item)
+            continue
+        if rows:
+            parts.append(_rows_text(rows, depth))
+            rows = []
+        if item and isinstance(item, dict | list | tuple):
+            if run:
+                parts.append(encoder.encode(run)[1:-1])
+                run = []
+            parts.append(indented_json(item, depth))
+        else:
+            run.append(item)
+    if run:
+        parts.append(encoder.encode(run)[1:-1])
+    if rows:
+        parts.append(_rows_text(rows, depth))
+    return parts
+
+
+#: A flat object (scalar values) in the layout `json.dumps(indent=2)` gives it as an item of a list.
+_FLAT_ITEM = _run_encoder(2)
 
 
 def _item_text(item: Any) -> str:
-    if isinstance(item, dict) and item and not any(isinstance(v, dict | list | tuple) for v in item.values()):
-        return "  {\n    " + _FLAT_ITEM.encode(item)[1:-1] + "\n  }"
-    return "  " + json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+    return "  " + indented_json(item, 1)
 
 
 def stream_json(items: Iterable[Any], out: Any = None, flush_every: int = 1000, *, flat: bool = False) -> None:

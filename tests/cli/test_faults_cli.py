@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from monitor import cli
+from monitor.cli import reads as cli_reads
 from monitor.service.importer import import_files, plan
 from monitor.store.database import open_engine
 from snapshots.model import SOURCES
@@ -558,7 +559,7 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_is_on_request(
     def broken(*_: object) -> None:
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(cli, "source_status", broken)
+    monkeypatch.setattr(cli_reads, "source_status", broken)
     db = world.fresh()
     outcome = world.run(["--db", f"sqlite:///{db}", "sources"])
     assert (outcome.code, outcome.stderr) == (
