@@ -141,6 +141,11 @@ if __name__ == "__main__":  # write the golden dump with whichever store is on s
     with tempfile.TemporaryDirectory() as tmp:
         eng = open_engine(f"sqlite:///{Path(tmp) / 'g.db'}")
         import_into(eng, Path(tmp))
-        GOLDEN.write_text(json.dumps(dump(eng), indent=0, sort_keys=True) + "\n")
+        rows = dump(eng)
+        tables = [
+            f"{json.dumps(name)}: [\n" + ",\n".join(json.dumps(r, sort_keys=True) for r in rows[name]) + "\n]"
+            for name in TABLES
+        ]
+        GOLDEN.write_text("{\n" + ",\n".join(tables) + "\n}\n")  # a row a line, to read a diff of it
         eng.dispose()
     print(f"wrote {GOLDEN}", file=sys.stderr)
