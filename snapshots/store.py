@@ -336,7 +336,7 @@ def apply_snapshot(
     version_rows = [
         {
             "source": source,
-            "symbol": t.symbol,
+            "symbol": sym,
             "valid_from": at,
             "valid_to": None,
             "content_hash": t.hash,
@@ -348,7 +348,7 @@ def apply_snapshot(
             "warnings": _dumps(t.warnings),
             "raw": zlib.compress(t.raw.encode(), 6),
         }
-        for t in added
+        for sym, t in zip(changed, added, strict=True)
     ]
     version_ids: list[int] = []
     if version_rows:
