@@ -83,14 +83,22 @@ def _raw(obj: Any) -> str:
 
 
 def _canon(value: Any) -> Any:
-    """`value` with the noise of its JSON text taken out: numbers as floats (1 and 1.0, -0.0 and 0), so
-    that `_raw` of it is one text per meaning. Only what the parsers read the same way is merged: booleans,
-    strings and integers beyond a float's exact range are kept as they are."""
+    """`value` with the noise of its JSON text taken out: numbers as floats (1 and 1.0, -0.0 and 0, and a
+    numeric string such as "0.010" as the float `number` reads from it), so that `_raw` of it is one text
+    per meaning. Only what the parsers read the same way is merged: booleans, other strings, strings whose
+    float is not finite and integers beyond a float's exact range are kept as they are. (A string the
+    parsers read as text, the symbol, is checked by the cache apart: the table's symbol must match.)"""
     kind = type(value)
     if kind is float:
         return value + 0.0  # -0.0 + 0.0 is 0.0
     if kind is int:
         return float(value) if -(2**53) <= value <= 2**53 else value
+    if kind is str:
+        try:
+            out = float(value)  # what `number` does with it: the same float, whitespace and all
+        except ValueError:
+            return value
+        return out + 0.0 if math.isfinite(out) else value
     if kind is dict:
         return {k: _canon(v) for k, v in value.items()}
     if kind is list:
@@ -116,9 +124,10 @@ class ParseCache:
     """The last table parsed for each raw symbol id of one source, with the hashes of its entry.
 
     An entry is known when the hash of its exact decoded value (`_exact`: types, values, key order), or
-    else of its canonical form (`_canon` then sorted keys: key order, number formatting and -0 do not
-    count), equals that of the entry the table was parsed from. The symbol the table carries must also
-    be the one the entry maps to now. `sweep`, after each whole payload, drops the ids it no longer
+    else of its canonical form (`_canon` then sorted keys: key order, number formatting, numbers written
+    as strings and -0 do not count), equals that of the entry the table was parsed from (or, after a
+    canonical match, of the entry that matched). The symbol the table carries must also be the one the
+    entry maps to now. `sweep`, after each whole payload, drops the ids it no longer
     lists, so the cache holds one table per listed symbol at most.
     """
 
@@ -141,6 +150,9 @@ class ParseCache:
             canonical = _digest(_raw(_canon(entry)))
             if canonical == found[1]:
                 self.hits += 1
+                # The same meaning in a new format (numbers turned strings, say): remember this entry's exact
+                # digest, so that the next payload in that format is known without its canonical form.
+                self._tables[raw_id] = (exact, canonical, found[2])
                 return found[2]
         self.misses += 1
         self._last = (raw_id, exact, canonical)

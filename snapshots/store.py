@@ -19,12 +19,12 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from snapshots import catalog
@@ -99,6 +99,11 @@ class ApplyPolicy:
     max_vanish_share: float | None = 0.10  # None: never quarantine (archives a user imports)
     confirmations: int = 3  # this many consecutive polls agreeing on the same symbol set apply it
     accept_removals: bool = False
+
+
+#: The version table itself (the Core handle in `catalog` has no primary key to return): versions are inserted
+#: as rows, not ORM objects, whose construction and flush cost more than the statement.
+_VERSION_TABLE: Table = TableVersion.__table__  # type: ignore[attr-defined]
 
 
 def _dumps(items: Iterable[str]) -> str | None:
@@ -320,50 +325,50 @@ def apply_snapshot(
     assert poll.id is not None
     old_tables = load_tables(session, [current[s][0] for s in changed + vanished if s in current])
     updates: list[SymbolUpdate] = []
-    tier_rows: list[dict[str, object]] = []
-    versions: list[tuple[TableVersion, TierTable]] = []
-    # No autoflush inside the loop: the new versions are inserted together by the flush below, and an
-    # error `_blame` sees is then one of this symbol's own statements, never a previous symbol's insert.
-    with session.no_autoflush:
-        for sym in changed + vanished:
-            with _blame(sym):
-                old = old_tables.get(current[sym][0]) if sym in current else None
-                new = snap.tables.get(sym)
-                if sym in current:
-                    session.execute(update(tv).where(tv.c.id == current[sym][0]).values(valid_to=at))
-                if new is not None:
-                    v = TableVersion(
-                        source=source,
-                        symbol=sym,
-                        valid_from=at,
-                        content_hash=new.hash,
-                        unit=new.unit.value,
-                        poll_id=poll.id,
-                        previous_poll_at=previous,
-                        provenance=snap.provenance,
-                        notional_coef=new.notional_coef,
-                        warnings=_dumps(new.warnings),
-                        raw=zlib.compress(new.raw.encode(), 6),
-                    )
-                    session.add(v)
-                    versions.append((v, new))
-                changes = () if baseline else tuple(diff_tables(old, new))
-                updates.append(SymbolUpdate(sym, old, new, changes))
-    session.flush()
-    for v, table in versions:
-        tier_rows.extend(
-            {
-                "version_id": v.id,
-                "tier": t.tier,
-                "floor": t.floor,
-                "cap": t.cap,
-                "maintenance_margin_rate": t.maintenance_margin_rate,
-                "maintenance_amount": t.maintenance_amount,
-                "max_leverage": t.max_leverage,
-                "initial_margin_rate": t.initial_margin_rate,
-            }
-            for t in table.tiers
-        )
+    for sym in changed + vanished:
+        with _blame(sym):
+            old = old_tables.get(current[sym][0]) if sym in current else None
+            new = snap.tables.get(sym)
+            changes = () if baseline else tuple(diff_tables(old, new))
+            updates.append(SymbolUpdate(sym, old, new, changes))
+    _close_versions(session, [(sym, current[sym][0]) for sym in changed + vanished if sym in current], at)
+    added = [snap.tables[sym] for sym in changed]
+    version_rows = [
+        {
+            "source": source,
+            "symbol": sym,
+            "valid_from": at,
+            "valid_to": None,
+            "content_hash": t.hash,
+            "unit": t.unit.value,
+            "poll_id": poll.id,
+            "previous_poll_at": previous,
+            "provenance": snap.provenance,
+            "notional_coef": t.notional_coef,
+            "warnings": _dumps(t.warnings),
+            "raw": zlib.compress(t.raw.encode(), 6),
+        }
+        for sym, t in zip(changed, added, strict=True)
+    ]
+    version_ids: list[int] = []
+    if version_rows:
+        # One executemany; RETURNING in parameter order pairs each id with its table (ids as a flush gave them).
+        stmt = insert(_VERSION_TABLE).returning(_VERSION_TABLE.c.id, sort_by_parameter_order=True)
+        version_ids = [int(r[0]) for r in session.execute(stmt, version_rows)]
+    tier_rows = [
+        {
+            "version_id": vid,
+            "tier": t.tier,
+            "floor": t.floor,
+            "cap": t.cap,
+            "maintenance_margin_rate": t.maintenance_margin_rate,
+            "maintenance_amount": t.maintenance_amount,
+            "max_leverage": t.max_leverage,
+            "initial_margin_rate": t.initial_margin_rate,
+        }
+        for vid, table in zip(version_ids, added, strict=True)
+        for t in table.tiers
+    ]
     if tier_rows:
         session.execute(insert(catalog.tier_row), tier_rows)
     change_rows = [
@@ -408,6 +413,27 @@ def apply_snapshot(
         tuple(warnings),
         tuple(updates),
     )
+
+
+def _close_versions(session: Session, closing: list[tuple[str, int]], at: datetime) -> None:
+    """Set `valid_to = at` on the versions in `closing` ((symbol, version id) pairs) with one executemany.
+
+    When it fails, the rows are tried one by one to name the symbol whose row the database refused
+    (`ApplyFailed`); on PostgreSQL the batch runs in a savepoint so that the transaction survives for that,
+    SQLite only aborts the failed statement. If every row then succeeds, the batch's error is raised as is.
+    """
+    if not closing:
+        return
+    stmt = update(tv).where(tv.c.id == bindparam("closing_id")).values(valid_to=at)
+    savepoint = session.get_bind().dialect.name != "sqlite"
+    try:
+        with session.begin_nested() if savepoint else nullcontext():
+            session.execute(stmt, [{"closing_id": vid} for _, vid in closing])
+    except Exception:
+        for sym, vid in closing:
+            with _blame(sym):
+                session.execute(stmt, [{"closing_id": vid}])
+        raise
 
 
 @contextmanager

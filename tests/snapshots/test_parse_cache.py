@@ -1,6 +1,6 @@
 """The parse cache: an entry whose canonical form is the cached one's is reused, anything else parsed in full.
 
-Both directions, as properties: noise (key order, 1 against 1.0, -0.0 against 0) is not a change and
+Both directions, as properties: noise (key order, 1 against 1.0 or "1", -0.0 against 0) is not a change and
 is served from the cache; and whatever else differs, the cached parse is the full parse, error included.
 """
 
@@ -57,7 +57,8 @@ def parsed(payload: Any, cache: ParseCache | None) -> Any:
 
 
 def noise(value: Any, rng: random.Random) -> Any:
-    """The same meaning written differently: keys reordered, whole floats as ints and back, 0 as -0.0."""
+    """The same meaning written differently: keys reordered, whole floats as ints and back, 0 as -0.0,
+    numbers as numeric strings."""
     if isinstance(value, dict):
         items = list(value.items())
         rng.shuffle(items)
@@ -70,6 +71,8 @@ def noise(value: Any, rng: random.Random) -> Any:
         return int(value)
     if type(value) is int and rng.random() < 0.5:
         return float(value)
+    if type(value) in (int, float) and rng.random() < 0.25:  # as a string, as some archives write numbers
+        return f" {value!r}" if rng.random() < 0.5 else repr(value)
     return value
 
 

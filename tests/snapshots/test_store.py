@@ -15,7 +15,7 @@ from snapshots.errors import NotFound, OutOfOrder
 from snapshots.history import list_changes, source_status, table_at, tables_at, versions
 from snapshots.model import Snapshot, TierTable
 from snapshots.parse import parse_ccxt_tiers
-from snapshots.store import ApplyPolicy, PollResult, apply_snapshot, record_failure
+from snapshots.store import ApplyFailed, ApplyPolicy, PollResult, apply_snapshot, record_failure
 from tests.conftest import BTC_ROWS, ETH_ROWS, ccxt_tiers, ts
 
 SRC = "binance-usdm"
@@ -186,3 +186,36 @@ def test_changes_filter_by_kind_and_field_and_page_by_cursor(engine: Engine) -> 
             pages += [c.id for c in page]
             cursor = page[-1].cursor
         assert pages == [c.id for c in every]  # every record once, in order, across pages
+
+
+def _refuse_updates_of(engine: Engine, symbol: str) -> None:
+    """Make the database refuse to close `symbol`'s version, as a broken or locked row would."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON table_version"
+                f" WHEN OLD.symbol = '{symbol}' BEGIN SELECT RAISE(ABORT, 'row refused (simulated)'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$"
+                " BEGIN RAISE EXCEPTION 'row refused (simulated)'; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON table_version FOR EACH ROW"
+                f" WHEN (OLD.symbol = '{symbol}') EXECUTE FUNCTION refuse()"
+            )
+
+
+def test_a_version_the_database_refuses_to_close_is_named_and_nothing_is_stored(engine: Engine) -> None:
+    apply(engine, "2024-01-01", tables(BTC=BTC_ROWS, ETH=ETH_ROWS))
+    _refuse_updates_of(engine, "ETH/USDT:USDT")
+    tighter = [(f, r + 0.001, lev) for f, r, lev in ETH_ROWS]
+    wider = [(f, r + 0.001, lev) for f, r, lev in BTC_ROWS]  # BTC comes first: the retry gets past it
+    with pytest.raises(ApplyFailed) as caught:
+        apply(engine, "2024-01-02", tables(BTC=wider, ETH=tighter))
+    assert caught.value.symbol == "ETH/USDT:USDT"
+    assert str(caught.value).startswith("ETH/USDT:USDT: unexpected ") and "row refused (simulated)" in str(caught.value)
+    assert (count(engine, Poll), count(engine, ChangeRecord)) == (1, 0)  # the baseline only: rolled back
+    with engine.connect() as conn:
+        assert [v.valid_to for v in versions(conn, SRC, "BTC/USDT:USDT")] == [None]
