@@ -193,6 +193,7 @@ class Daemon:
         """Everything once, in order (`tierdrift run --once`). `deliver=False` leaves the delivery to the
         caller, which can then release the writer lock first: no lock is held while a receiver is waited on."""
         report = CycleReport()
+        self.backfill_journal()
         for source in self.settings.sources:
             report.polls.append(self.poll(source))
         report.market_failures = self.refresh_market()
@@ -200,6 +201,26 @@ class Daemon:
         if deliver:
             report.delivery = self.deliver()
         return report
+
+    def backfill_journal(self) -> int:
+        """Entry records, marked `recomputed`, for the positions logged before the journal existed (an
+        upgraded database): the writer adds them once it holds the lock, so that `positions list --json`
+        shows them without waiting for the next journal command. A failure is logged with its reason and
+        leaves them for the next start (or the next `positions add/edit/close`)."""
+        from monitor.journal.log import backfill
+        from monitor.store.storage import describe
+
+        try:
+            with Session(self.engine) as session:
+                added = backfill(session, self.settings, now=self.clock())
+                session.commit()
+        except Exception as exc:
+            why = describe(exc, self.settings.database_url) or f"{type(exc).__name__}: {str(exc)[:300]}"
+            log.warning("journal: entry records of earlier positions not computed: %s", " ".join(why.split()))
+            return 0
+        if added:
+            log.info("journal: %d earlier position(s) got an entry record recomputed from history", added)
+        return added
 
     def _guarded(self, job: Callable[[], object]) -> Callable[[], None]:
         """Run `job` only while this process holds the writer lock; never let an exception escape."""
@@ -259,6 +280,7 @@ class Daemon:
                 self._holding = True
                 self.metrics.standby.set(0)
                 log.info("writer lock taken (%s): running", self.lock.describe())
+                self.backfill_journal()
                 self._dispatcher = Dispatcher(
                     self.engine,
                     self.channels,

@@ -221,3 +221,29 @@ def test_config_show_redacts_every_secret(env: str, monkeypatch: pytest.MonkeyPa
     for secret in ("key-AAAA1111", "secret-BBBB2222", "token-CCCC3333", "ZGVtby1zZWNyZXQ", "pass-DDDD4444"):
         assert secret not in result.stdout
     assert '"webhook_url": "***"' in result.stdout
+
+
+def test_the_writer_gives_earlier_positions_their_entry_record(env: str, engine: Engine) -> None:
+    """A position logged before the journal (an upgraded database: no entry record) gets one, marked
+    recomputed, when the daemon next runs; nothing else about it changes."""
+    from monitor.store.models import Position, PositionRecord
+
+    assert runner.invoke(app, ["--db", env, "run", "--once"]).exit_code == 0  # the tables exist now
+    with engine.connect() as conn:
+        symbol = conn.exec_driver_sql(
+            "SELECT symbol FROM table_version WHERE source = 'binance-usdm' ORDER BY symbol LIMIT 1"
+        ).scalar_one()
+    with Session(engine) as session:
+        session.add(Position(source="binance-usdm", symbol=symbol, side="long", entry_price=100.0, size=1.0,
+                             size_input="qty=1", margin=50.0, opened_at=utcnow()))  # fmt: skip
+        session.commit()
+        assert session.query(PositionRecord).count() == 0
+    second = runner.invoke(app, ["--db", env, "run", "--once"])  # (exit 1: the fake has no mark for it)
+    assert "4/4 polls ok" in second.output and "1 earlier position(s) got an entry record" in second.output
+    with Session(engine) as session:
+        (entry,) = session.query(PositionRecord).all()
+        assert entry.kind == "entry" and entry.recomputed is True
+        assert entry.liquidation_price is not None, entry.unknown
+    assert "earlier position" not in runner.invoke(app, ["--db", env, "run", "--once"]).output
+    with Session(engine) as session:
+        assert session.query(PositionRecord).count() == 1  # once, not again at every start
