@@ -221,3 +221,19 @@ def test_config_show_redacts_every_secret(env: str, monkeypatch: pytest.MonkeyPa
     for secret in ("key-AAAA1111", "secret-BBBB2222", "token-CCCC3333", "ZGVtby1zZWNyZXQ", "pass-DDDD4444"):
         assert secret not in result.stdout
     assert '"webhook_url": "***"' in result.stdout
+
+
+def test_start_up_is_frozen_with_ccxt_when_a_source_uses_it() -> None:
+    """`tierdrift run` freezes start-up's objects (ccxt's included) so the collector neither walks nor counts them."""
+    import gc
+    import sys
+
+    from monitor.cli.daemon import freeze_start_up
+    from monitor.config.settings import Settings
+
+    try:
+        freeze_start_up(Settings(sources=["bybit-linear"]))
+        assert "ccxt" in sys.modules
+        assert gc.get_freeze_count() > 100_000  # the modules, ccxt's exchange classes among them
+    finally:
+        gc.unfreeze()
