@@ -31,6 +31,8 @@ import marshal
 import math
 import os
 import random
+import re
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -38,6 +40,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -308,25 +312,60 @@ def slope(samples: list[tuple[float, float]]) -> tuple[float, float]:
     return b * 3600, 2.1 * se * 3600  # t(0.975, ~20 dof) ≈ 2.1
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> int:
+    """Bytes of a dashboard page (the daemon serves it, as `tierdrift run` does by default)."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return len(resp.read())
+
+
 def daemon(soak_seconds: float, warmup: float, root: Path = ROOT) -> dict[str, Any]:
+    """`tierdrift run` with its defaults (4 sources, the dashboard on) against the fake: RSS after warm-up.
+
+    The dashboard's pages (and plotly.js) are fetched once during warm-up and its front page at every
+    sample, so the web server's share is resident as it is for a user who opens it."""
     from monitor.fake_exchange import FakeExchange, generate_tables
     from snapshots.model import SOURCES
 
     tables = {source: generate_tables(source, 300, seed=6) for source in SOURCES}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp, FakeExchange(tables=tables) as fake:
         env = {**os.environ, "PYTHONPATH": str(root), "TIERDRIFT_CONFIG": str(Path(tmp) / "absent.toml"),
                "TIERDRIFT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'd.db'}", "TIERDRIFT_POLL_INTERVAL_SECONDS": "5",
                "TIERDRIFT_POLL_JITTER_SECONDS": "0", "TIERDRIFT_MARKET_INTERVAL_SECONDS": "10",
-               "TIERDRIFT_WEB_PORT": "0", "TIERDRIFT_HTTP_TIMEOUT": "5"}  # fmt: skip
+               "TIERDRIFT_WEB_PORT": str(port), "TIERDRIFT_HTTP_TIMEOUT": "5"}  # fmt: skip
         for name, url in fake.endpoints().items():
             env[f"TIERDRIFT_ENDPOINTS__{name.upper()}"] = url
         proc = subprocess.Popen([sys.executable, "-m", "monitor", "run"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)  # fmt: skip
         try:
-            time.sleep(warmup)
+            time.sleep(warmup / 2)
             assert proc.poll() is None, proc.stderr.read().decode()[-800:] if proc.stderr else ""
+            page = get(base + "/")
+            for path in (
+                "/changes",
+                "/symbols?source=binance-usdm&symbol=BTCUSDT",
+                "/alerts",
+                "/api/v1/sources",
+                "/api/v1/polls",
+            ):
+                try:
+                    get(base + path)
+                except urllib.error.HTTPError as exc:
+                    raise RuntimeError(f"{path}: {exc}") from exc
+            plotly = re.search(r'src="(/static/plotly-[^"]+)"', urllib.request.urlopen(base + "/").read().decode())
+            if plotly:
+                get(base + plotly.group(1))
+            time.sleep(warmup / 2)
             samples, t0 = [], time.monotonic()
             while time.monotonic() - t0 < soak_seconds:
+                get(base + "/")
                 samples.append((time.monotonic() - t0, rss_of(proc.pid)))
                 time.sleep(max(soak_seconds / 40, 1.0))
             polls = len([r for r in fake.requests if "risk-limit" in r.path or "brackets" in r.path])
@@ -338,7 +377,7 @@ def daemon(soak_seconds: float, warmup: float, root: Path = ROOT) -> dict[str, A
     return {"sources": len(SOURCES), "symbols_per_source": 300, "warmup_s": warmup, "samples": len(samples),
             "rss_median_mb": round(statistics.median(mbs), 1), "rss_max_mb": round(max(mbs), 1),
             "slope_mb_per_hour": round(per_hour, 2), "slope_95pct_half_width": round(half, 2),
-            "tier_requests_served": polls}  # fmt: skip
+            "tier_requests_served": polls, "web_front_page_bytes": page}  # fmt: skip
 
 
 SECTIONS = ("impacts", "positions", "import", "unchanged", "bybit", "daemon")

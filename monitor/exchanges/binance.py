@@ -33,7 +33,7 @@ from monitor.exchanges.errors import (
     read_ccxt,
     retry_after,
 )
-from monitor.exchanges.kept import Kept, ids_of
+from monitor.exchanges.kept import Kept, ids_of, market_symbols
 from snapshots.model import Snapshot, TierTable
 from snapshots.parse import parse_binance_brackets, parse_binance_web
 from snapshots.symbols import canonical_symbol
@@ -145,20 +145,18 @@ def _fetch_signed(source: str, settings: Settings, now: Callable[[], datetime], 
     exchange = kept.client_for(settings, lambda: _signed_exchange(spec, settings))
     due = kept.markets_due(taken_at)
     try:
-        if due:
-            exchange.load_markets(reload=True)
+        symbols = market_symbols(exchange.fetch_markets()) if due else kept.symbols
         payload = getattr(exchange, spec.method)()
         entries = _bracket_list(payload)
         ids = ids_of(entries)
-        if not due and kept.new_ids(exchange.markets_by_id, ids):  # a new listing: name it as ccxt does
-            exchange.load_markets(reload=True)
-            due = True
+        if not due and kept.new_ids(ids):  # a new listing: name it as ccxt does
+            symbols, due = market_symbols(exchange.fetch_markets()), True
     except ccxt.BaseError as exc:
         # `from None`: the ccxt message carries the signed URL, which must not reach a traceback.
         raise signed_failure(exc, exchange, settings, secrets) from None
     if due:
-        kept.loaded(taken_at, exchange.markets_by_id, ids)
-    symbol_of = MarketSymbols(source, exchange.markets_by_id)
+        kept.loaded(taken_at, symbols, ids)
+    symbol_of = MarketSymbols(source, symbols)
     tables = parse_binance_brackets(source, entries, symbol_of, kept.cache)
     return _snapshot(source, taken_at, spec.provenance, tables, symbol_of.warnings())
 
@@ -188,21 +186,22 @@ def _bracket_list(payload: Any) -> list[Any]:
 
 
 class MarketSymbols:
-    """Map exchange ids to ccxt unified symbols through loaded markets, never dropping an id.
+    """Map exchange ids to ccxt unified symbols through the markets (`kept.market_symbols`), never dropping
+    an id.
 
     An id missing from the markets (ccxt would silently drop it, domain doc §7) is named by
     `canonical_symbol` instead, and remembered so the snapshot can say so.
     """
 
-    def __init__(self, source: str, markets_by_id: Mapping[str, Any] | None) -> None:
+    def __init__(self, source: str, symbols: Mapping[str, str] | None) -> None:
         self._source = source
-        self._markets = markets_by_id or {}
+        self._symbols = symbols or {}
         self.unmapped: list[str] = []
 
     def __call__(self, exchange_id: str) -> str:
-        found = self._markets.get(exchange_id)
-        if found:  # ccxt keeps a list per id: one entry unless an id is shared across market types
-            return str(found[0]["symbol"])
+        found = self._symbols.get(exchange_id)
+        if found:
+            return found
         self.unmapped.append(exchange_id)
         return canonical_symbol(self._source, exchange_id)
 

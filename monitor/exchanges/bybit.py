@@ -12,8 +12,8 @@ is never retried within the poll: retrying would only prolong the ban. ccxt rais
 ("System error") as a plain `ExchangeError` and 10002 (outside the receive window) as `InvalidNonce`;
 both are transient, so the retCode is read from the answer and mapped here.
 
-Exchange ids are named through ccxt's loaded markets (`load_markets`, one category only) rather than by
-their shape alone: Bybit ids such as `BTCPERP` (a USDC perpetual) or `BTCUSDH26` (a dated inverse
+Exchange ids are named through ccxt's markets (`fetch_markets`, one category only, `monitor.exchanges.kept`)
+rather than by their shape alone: Bybit ids such as `BTCPERP` (a USDC perpetual) or `BTCUSDH26` (a dated inverse
 future) cannot be read from their shape, and positions are looked up by ccxt's unified symbol. A failing
 market list fails the poll, retried like a page: falling back to id shapes for one poll would rename
 symbols back and forth between polls.
@@ -45,7 +45,7 @@ from monitor.exchanges.errors import (
     read_ccxt,
     retry_after,
 )
-from monitor.exchanges.kept import Kept, ids_of
+from monitor.exchanges.kept import Kept, ids_of, market_symbols
 from snapshots.model import Snapshot
 from snapshots.parse import parse_bybit_risk_limits
 
@@ -107,9 +107,11 @@ def _fetch(
     def retrying(call: Callable[[], T]) -> T:
         return call_with_retries(call, exchange=exchange, settings=settings, sleep=sleep, now=now)
 
+    def markets() -> dict[str, str]:
+        return retrying(lambda: market_symbols(exchange.fetch_markets()))
+
     due = kept.markets_due(taken_at)
-    if due:
-        retrying(lambda: exchange.load_markets(reload=True))
+    symbols = markets() if due else kept.symbols
 
     def fetch_page(cursor: str, page: int) -> tuple[list[Any], str]:
         params = {"category": category, **({"cursor": cursor} if cursor else {})}
@@ -117,12 +119,11 @@ def _fetch(
 
     rows = collect_pages(fetch_page, settings.bybit_max_pages)
     ids = ids_of(rows)
-    if not due and kept.new_ids(exchange.markets_by_id, ids):  # a new listing: name it as ccxt does
-        retrying(lambda: exchange.load_markets(reload=True))
-        due = True
+    if not due and kept.new_ids(ids):  # a new listing: name it as ccxt does
+        symbols, due = markets(), True
     if due:
-        kept.loaded(taken_at, exchange.markets_by_id, ids)
-    symbol_of = MarketSymbols(source, exchange.markets_by_id)
+        kept.loaded(taken_at, symbols, ids)
+    symbol_of = MarketSymbols(source, symbols)
     tables = parse_bybit_risk_limits(source, rows, symbol_of, kept.cache)
     return Snapshot(
         source=source, taken_at=taken_at, provenance="bybit-v5", tables=tables, warnings=symbol_of.warnings()

@@ -1,10 +1,15 @@
-"""What one source's fetch keeps between polls: its client, its loaded markets, its parse cache.
+"""What one source's fetch keeps between polls: its client, the symbols of its markets, its parse cache.
 
 A poll that builds a new ccxt client loads the markets again: for Bybit one more request and 0.2–0.7 s
 before the first page. A `Kept` lets the daemon's polls reuse the client and its markets, and parse only
 the entries that differ from the previous poll (`snapshots.parse.ParseCache`). The markets are loaded
 again when they are a day old, or when the payload names an id they lack (a new listing): once per new
 id, so that an id the exchange's market list never has does not reload them on every poll.
+
+Of the markets only what the tier tables use is kept: each id's unified symbol (`market_symbols`). The
+markets come from ccxt's `fetch_markets`, not `load_markets`, so the client never holds ccxt's full
+market structures (about 8 kB a market with its raw `info`, indexed twice, and the currencies derived
+from them): the tier-table calls are raw implicit methods that need no loaded markets.
 
 `monitor.exchanges.clients.Clients` holds one per source and drops the client after a failed poll.
 """
@@ -23,6 +28,15 @@ from snapshots.parse import ParseCache
 MARKETS_MAX_AGE = timedelta(days=1)
 
 
+def market_symbols(markets: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Exchange id → ccxt unified symbol of a `fetch_markets()` list. An id shared by several markets gets
+    the one ccxt's `set_markets` puts first in `markets_by_id` (spot markets first, then in list order)."""
+    out: dict[str, str] = {}
+    for market in sorted(markets, key=lambda m: not m.get("spot")):  # stable: list order within each kind
+        out.setdefault(str(market["id"]), str(market["symbol"]))
+    return out
+
+
 @dataclass
 class Kept:
     """One source's reusable state. `client` is a ccxt exchange (or an `httpx.Client` for Binance's web
@@ -31,6 +45,7 @@ class Kept:
     client: Any = None
     owner: object = None
     markets_at: datetime | None = None
+    symbols: dict[str, str] = field(default_factory=dict)  # exchange id → unified symbol, from the markets
     unknown_ids: frozenset[str] = frozenset()  # ids the markets lacked when last loaded
     cache: ParseCache = field(default_factory=ParseCache)
     max_age: timedelta = MARKETS_MAX_AGE
@@ -48,20 +63,22 @@ class Kept:
     def markets_due(self, now: datetime) -> bool:
         return self.markets_at is None or now - self.markets_at >= self.max_age
 
-    def loaded(self, now: datetime, markets_by_id: Mapping[str, Any] | None, ids: Iterable[str]) -> None:
-        """Markets were just loaded at `now`; `ids` are those of the payload they must name."""
+    def loaded(self, now: datetime, symbols: dict[str, str], ids: Iterable[str]) -> None:
+        """Markets were just loaded at `now` (`symbols`: `market_symbols` of them); `ids` are those of the
+        payload they must name."""
+        self.symbols = symbols
         self.markets_at = now
         self.market_loads += 1
-        self.unknown_ids = frozenset(i for i in ids if i not in (markets_by_id or {}))
+        self.unknown_ids = frozenset(i for i in ids if i not in symbols)
 
-    def new_ids(self, markets_by_id: Mapping[str, Any] | None, ids: Iterable[str]) -> bool:
+    def new_ids(self, ids: Iterable[str]) -> bool:
         """True when the payload names an id the markets lack that was not already missing at their load."""
-        known = markets_by_id or {}
-        return any(i not in known and i not in self.unknown_ids for i in ids)
+        return any(i not in self.symbols and i not in self.unknown_ids for i in ids)
 
     def drop(self) -> None:
         """Close and forget the client and its markets (the parse cache is plain data and stays)."""
         client, self.client, self.owner, self.markets_at = self.client, None, None, None
+        self.symbols = {}
         if client is not None:
             # Closing a client that already failed may fail too; it is gone either way.
             with contextlib.suppress(Exception):

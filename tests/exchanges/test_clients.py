@@ -162,3 +162,35 @@ def test_a_one_off_fetch_closes_its_client(fake: FakeExchange) -> None:
     client = kept.client
     kept.drop()
     assert client.is_closed and kept.client is None
+
+
+@pytest.mark.parametrize("source", ["bybit-linear", "binance-usdm"])
+def test_kept_clients_hold_only_the_symbols_of_their_markets(fake: FakeExchange, source: str) -> None:
+    """The kept client never holds ccxt's market structures, and names every id as `load_markets` would."""
+    from monitor.exchanges.bybit import _exchange
+    from monitor.exchanges.clients import CLASSES, public_client
+
+    settings = settings_for(fake)
+    clients = Clients(now=Clock())
+    snap = clients(source, settings)
+    kept = clients.kept[source]
+    assert kept.client.markets is None and kept.client.markets_by_id is None
+    loaded = _exchange(settings, "linear") if source.startswith("bybit-") else public_client(source, settings)
+    assert CLASSES[source][0] == loaded.id
+    loaded.load_markets()
+    assert kept.symbols == {i: ms[0]["symbol"] for i, ms in loaded.markets_by_id.items()}
+    assert {t.symbol for t in snap.tables.values()} <= set(kept.symbols.values()) and len(snap.tables) > 0
+    clients.close()
+    assert kept.symbols == {}
+
+
+def test_market_symbols_puts_spot_first_like_ccxt() -> None:
+    from monitor.exchanges.kept import market_symbols
+
+    markets = [
+        {"id": "BTCUSDT", "symbol": "BTC/USDT:USDT", "spot": False},
+        {"id": "BTCUSDT", "symbol": "BTC/USDT", "spot": True},
+        {"id": "ETHUSD", "symbol": "ETH/USD:ETH", "spot": False},
+        {"id": "ETHUSD", "symbol": "ETH/USD:ETH-261225", "spot": False},
+    ]
+    assert market_symbols(markets) == {"BTCUSDT": "BTC/USDT", "ETHUSD": "ETH/USD:ETH"}

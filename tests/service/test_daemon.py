@@ -247,3 +247,19 @@ def test_the_writer_gives_earlier_positions_their_entry_record(env: str, engine:
     assert "earlier position" not in runner.invoke(app, ["--db", env, "run", "--once"]).output
     with Session(engine) as session:
         assert session.query(PositionRecord).count() == 1  # once, not again at every start
+
+
+def test_start_up_is_frozen_with_ccxt_when_a_source_uses_it() -> None:
+    """`tierdrift run` freezes start-up's objects (ccxt's included) so the collector neither walks nor counts them."""
+    import gc
+    import sys
+
+    from monitor.cli.daemon import freeze_start_up
+    from monitor.config.settings import Settings
+
+    try:
+        freeze_start_up(Settings(sources=["bybit-linear"]))
+        assert "ccxt" in sys.modules
+        assert gc.get_freeze_count() > 100_000  # the modules, ccxt's exchange classes among them
+    finally:
+        gc.unfreeze()
