@@ -17,6 +17,7 @@ instead of walking every field (a sixth of the time), and `_expand` compares the
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from snapshots.model import TIER_FIELDS, Change, Tier, TierTable
 
 Shape = dict[int, dict[str, float]]
-Leaves = dict[int, str]
+Leaves = dict[str, str]
 #: (kind, tier, field) → (old, new): the records of one symbol, deduplicated.
 Found = dict[tuple[str, int, str | None], tuple[float | None, float | None]]
 
@@ -35,8 +36,12 @@ def _shape(tiers: tuple[Tier, ...]) -> Shape:
 
 def _leaves(shape: Shape) -> Leaves:
     """One text per tier, different whenever one of its fields is (repr round-trips a float). Texts that
-    differ for equal fields (-0.0 and 0.0) only make `_expand` compare, and find nothing to record."""
-    return {tier: ",".join(repr(v) for v in fields.values()) for tier, fields in shape.items()}
+    differ for equal fields (-0.0 and 0.0) only make `_expand` compare, and find nothing to record.
+
+    Keyed by the tier number as text: deepdiff names an int key by `repr` and parses it back (`ast`) to
+    check it, a str key costs it nothing. Each text is interned, so a tier the same on both sides is the
+    same object, which deepdiff passes over before building the path of its level."""
+    return {str(tier): sys.intern(",".join(repr(v) for v in fields.values())) for tier, fields in shape.items()}
 
 
 def diff_tables(old: TierTable | None, new: TierTable | None) -> list[Change]:
@@ -87,7 +92,7 @@ def _expand(before: Shape, after: Shape, path: Sequence[Any], found: Found) -> N
         for tier in sorted(before.keys() | after.keys()):
             _expand(before, after, [tier], found)
         return
-    tier = path[0]
+    tier = int(path[0])  # the leaves' keys are the tier numbers as text
     if tier not in after:
         found[("tier_removed", tier, None)] = (None, None)
         return

@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from snapshots.errors import PayloadError
-from snapshots.model import TierTable, unit_for
+from snapshots.jsontext import SAME, split_object
+from snapshots.model import TierTable, Unit, unit_for
 from snapshots.symbols import canonical_symbol
 from snapshots.validate import RowIn, build_table
 
@@ -135,6 +136,9 @@ class ParseCache:
         self._tables: dict[str, tuple[bytes, bytes, TierTable]] = {}
         self._seen: set[str] = set()
         self._last: tuple[str, bytes, bytes | None] = ("", b"", None)  # the entry `known` just missed
+        #: raw id -> the exact JSON text of the entry its cached table came from, for the parsers that read
+        #: text (`parse_ccxt_text`); set only beside that table, dropped whenever the table is replaced.
+        self.texts: dict[str, str] = {}
         self.hits = self.misses = 0
 
     def known(self, raw_id: str, entry: Any, symbol: str) -> TierTable | None:
@@ -158,9 +162,31 @@ class ParseCache:
         self._last = (raw_id, exact, canonical)
         return None
 
+    def known_text(self, raw_id: str, symbol: str) -> TierTable | None:
+        """The cached table of `raw_id` when the entry's text is `texts[raw_id]` (the caller found it so):
+        that text is the one the table was parsed from or matched, so it is the table again."""
+        self._seen.add(raw_id)
+        found = self._tables.get(raw_id)
+        if found is not None and raw_id in self.texts and found[2].symbol == symbol:
+            self.hits += 1
+            return found[2]
+        return None
+
+    def remember_text(self, raw_id: str, text: str, table: TierTable) -> TierTable:
+        """Cache `table` as what the entry whose exact JSON is `text` parses to (call only after it parsed and
+        validated). Such a table is known again by its text alone (`known_text`), never by `known`'s digests:
+        a text differing in format only is parsed again, which costs less than a canonical form of every
+        entry that changed (the store's content hash then finds it unchanged)."""
+        self._seen.add(raw_id)
+        self.misses += 1
+        self._tables[raw_id] = (b"", b"", table)
+        self.texts[raw_id] = text
+        return table
+
     def remember(self, raw_id: str, entry: Any, table: TierTable) -> None:
         """Cache `table` as what `entry` parses to (call only after it parsed and validated)."""
         self._seen.add(raw_id)
+        self.texts.pop(raw_id, None)
         last_id, exact, canonical = self._last
         if last_id != raw_id:
             exact, canonical = _exact(entry), None
@@ -170,6 +196,8 @@ class ParseCache:
         """After a whole payload parsed: forget the ids it did not list."""
         for gone in self._tables.keys() - self._seen:
             del self._tables[gone]
+        for gone in self.texts.keys() - self._seen:
+            del self.texts[gone]
         self._seen = set()
 
     def __len__(self) -> int:
@@ -400,32 +428,57 @@ def parse_ccxt_tiers(source: str, payload: Any, cache: ParseCache | None = None)
     unit = unit_for(source)
     out: dict[str, TierTable] = {}
     for key, tiers in _mapping(payload, "file").items():
-        symbol = canonical_symbol(source, str(key))
-        known = _known(cache, str(key), tiers, symbol)
-        if known is not None:
-            _put(out, known, str(key))
-            continue
-        rows = []
-        for i, t in enumerate(_list(tiers, f"{key}")):
-            t = _mapping(t, f"{key} tier {i + 1}")
-            where = f"{key} tier {t.get('tier', i + 1)}"
-            info: Mapping[str, Any] = t["info"] if isinstance(t.get("info"), Mapping) else {}
-            amount = None
-            for name in _INFO_AMOUNT:
-                if name in info:
-                    amount = number(info[name], f"{where} info.{name}", allow_blank=True)
-                    break
-            rows.append(
-                RowIn(
-                    index=_index(t.get("tier", i + 1), f"{where} tier"),
-                    floor=_req(_field(t, _FLOOR, where), f"{where} minNotional"),
-                    cap=_req(_field(t, _CAP, where), f"{where} maxNotional"),
-                    rate=_req(_field(t, _RATE, where), f"{where} maintenanceMarginRate"),
-                    amount=amount,
-                    max_leverage=_req(t.get("maxLeverage"), f"{where} maxLeverage"),
-                )
-            )
-        table = build_table(source, symbol, unit, rows, raw=_raw(tiers))
-        _put(out, _remember(cache, str(key), tiers, table), str(key))
+        _put(out, _ccxt_table(source, unit, str(key), tiers, cache), str(key))
     _sweep(cache)
     return out
+
+
+def parse_ccxt_text(source: str, text: str, cache: ParseCache) -> dict[str, TierTable]:
+    """`parse_ccxt_tiers(source, json.loads(text), cache)`, without decoding the entries whose JSON text is,
+    byte for byte, the one `cache` last took that entry's table from (`snapshots.jsontext`): consecutive
+    archives repeat most entries, and decoding them is most of the work of reading a file.
+
+    Raises `jsontext.NotSplit` when `text` is not an object the split accepts (bad JSON among them): decode
+    it with `json.loads` then, for the standard error or the payload.
+    """
+    members = split_object(text, cache.texts)
+    unit = unit_for(source)
+    out: dict[str, TierTable] = {}
+    for key, member in members.items():
+        table = cache.known_text(key, canonical_symbol(source, key)) if member.value is SAME else None
+        if table is None:
+            tiers = json.loads(member.text) if member.value is SAME else member.value
+            table = cache.remember_text(key, member.text, _ccxt_table(source, unit, key, tiers, None))
+        _put(out, table, key)
+    _sweep(cache)
+    return out
+
+
+def _ccxt_table(source: str, unit: Unit, key: str, tiers: Any, cache: ParseCache | None) -> TierTable:
+    """The table of one archive entry (`key`: the symbol as written in the file)."""
+    symbol = canonical_symbol(source, key)
+    known = _known(cache, key, tiers, symbol)
+    if known is not None:
+        return known
+    rows = []
+    for i, t in enumerate(_list(tiers, f"{key}")):
+        t = _mapping(t, f"{key} tier {i + 1}")
+        where = f"{key} tier {t.get('tier', i + 1)}"
+        info: Mapping[str, Any] = t["info"] if isinstance(t.get("info"), Mapping) else {}
+        amount = None
+        for name in _INFO_AMOUNT:
+            if name in info:
+                amount = number(info[name], f"{where} info.{name}", allow_blank=True)
+                break
+        rows.append(
+            RowIn(
+                index=_index(t.get("tier", i + 1), f"{where} tier"),
+                floor=_req(_field(t, _FLOOR, where), f"{where} minNotional"),
+                cap=_req(_field(t, _CAP, where), f"{where} maxNotional"),
+                rate=_req(_field(t, _RATE, where), f"{where} maintenanceMarginRate"),
+                amount=amount,
+                max_leverage=_req(t.get("maxLeverage"), f"{where} maxLeverage"),
+            )
+        )
+    table = build_table(source, symbol, unit, rows, raw=_raw(tiers))
+    return _remember(cache, key, tiers, table)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +28,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from snapshots import catalog
+from snapshots.bulk import insert_many
 from snapshots.catalog import poll as pl
 from snapshots.catalog import table_version as tv
 from snapshots.db import Poll, TableVersion
@@ -104,6 +105,10 @@ class ApplyPolicy:
 #: The version table itself (the Core handle in `catalog` has no primary key to return): versions are inserted
 #: as rows, not ORM objects, whose construction and flush cost more than the statement.
 _VERSION_TABLE: Table = TableVersion.__table__  # type: ignore[attr-defined]
+_TIER_COLUMNS = ("version_id", "tier", "floor", "cap", "maintenance_margin_rate", "maintenance_amount",
+                 "max_leverage", "initial_margin_rate")  # fmt: skip
+_CHANGE_COLUMNS = ("poll_id", "source", "symbol", "detected_at", "previous_poll_at", "kind", "tier", "field",
+                   "old", "new")  # fmt: skip
 
 
 def _dumps(items: Iterable[str]) -> str | None:
@@ -254,8 +259,13 @@ def apply_snapshot(
     duration_ms: float,
     kind: str = "poll",
     policy: ApplyPolicy | None = None,
+    known: Mapping[str, TierTable] | None = None,
 ) -> PollResult:
-    """Record one successful fetch: compare it with the current versions and store what changed."""
+    """Record one successful fetch: compare it with the current versions and store what changed.
+
+    `known`: tables the caller holds of what is stored (an import's previous file, by symbol); one whose
+    content hash is that of its symbol's current version is taken as that version's table instead of being
+    read back (the hash covers every tier, so it is that table)."""
     policy = policy or ApplyPolicy()
     source, at = snap.source, snap.taken_at
     previous = last_success_at(session, source)
@@ -323,7 +333,7 @@ def apply_snapshot(
     session.add(poll)
     session.flush()
     assert poll.id is not None
-    old_tables = load_tables(session, [current[s][0] for s in changed + vanished if s in current])
+    old_tables = _old_tables(session, [(s, *current[s]) for s in changed + vanished if s in current], known)
     updates: list[SymbolUpdate] = []
     for sym in changed + vanished:
         with _blame(sym):
@@ -356,39 +366,18 @@ def apply_snapshot(
         stmt = insert(_VERSION_TABLE).returning(_VERSION_TABLE.c.id, sort_by_parameter_order=True)
         version_ids = [int(r[0]) for r in session.execute(stmt, version_rows)]
     tier_rows = [
-        {
-            "version_id": vid,
-            "tier": t.tier,
-            "floor": t.floor,
-            "cap": t.cap,
-            "maintenance_margin_rate": t.maintenance_margin_rate,
-            "maintenance_amount": t.maintenance_amount,
-            "max_leverage": t.max_leverage,
-            "initial_margin_rate": t.initial_margin_rate,
-        }
+        (vid, t.tier, t.floor, t.cap, t.maintenance_margin_rate, t.maintenance_amount, t.max_leverage,
+         t.initial_margin_rate)
         for vid, table in zip(version_ids, added, strict=True)
         for t in table.tiers
-    ]
-    if tier_rows:
-        session.execute(insert(catalog.tier_row), tier_rows)
+    ]  # fmt: skip
+    insert_many(session, catalog.tier_row, _TIER_COLUMNS, tier_rows)
     change_rows = [
-        {
-            "poll_id": poll.id,
-            "source": source,
-            "symbol": c.symbol,
-            "detected_at": at,
-            "previous_poll_at": previous,
-            "kind": c.kind,
-            "tier": c.tier,
-            "field": c.field,
-            "old": c.old,
-            "new": c.new,
-        }
+        (poll.id, source, c.symbol, at, previous, c.kind, c.tier, c.field, c.old, c.new)
         for u in updates
         for c in u.changes
     ]
-    if change_rows:
-        session.execute(insert(catalog.change_record), change_rows)
+    insert_many(session, catalog.change_record, _CHANGE_COLUMNS, change_rows)
     # Table warnings are kept on their version; a poll repeats only those of the tables it changed.
     warnings = list(snap.warnings) + [w for sym in changed for w in _prefixed(snap.tables[sym])]
     poll.symbols_changed = len(updates)
@@ -413,6 +402,22 @@ def apply_snapshot(
         tuple(warnings),
         tuple(updates),
     )
+
+
+def _old_tables(
+    session: Session, current: list[tuple[str, int, str]], known: Mapping[str, TierTable] | None
+) -> dict[int, TierTable]:
+    """The tables of the current versions `current` ((symbol, version id, content hash) triples), by id."""
+    out: dict[int, TierTable] = {}
+    unknown = []
+    for symbol, vid, content_hash in current:
+        table = known.get(symbol) if known else None
+        if table is not None and table.hash == content_hash:
+            out[vid] = table
+        else:
+            unknown.append(vid)
+    out.update(load_tables(session, unknown))
+    return out
 
 
 def _close_versions(session: Session, closing: list[tuple[str, int]], at: datetime) -> None:

@@ -31,8 +31,9 @@ from sqlmodel import Session
 
 from monitor.service.polling import Hook, describe
 from snapshots.errors import PayloadError, SnapshotError
-from snapshots.model import Snapshot
-from snapshots.parse import ParseCache, parse_ccxt_tiers
+from snapshots.jsontext import NotSplit, decode_text
+from snapshots.model import Snapshot, TierTable
+from snapshots.parse import ParseCache, parse_ccxt_text, parse_ccxt_tiers
 from snapshots.store import ApplyPolicy, PollResult, apply_snapshot
 from snapshots.timefmt import CLOCK_SKEW, iso, utcnow
 
@@ -83,25 +84,31 @@ def plan(paths: Sequence[Path], at: datetime | None = None, *, now: datetime | N
     return sorted(planned, key=lambda x: (x.at, x.path.name))
 
 
-def read_archive(path: Path) -> Any:
-    """The JSON inside `path`, transparently gunzipped."""
+def read_bytes(path: Path) -> bytes:
+    """The bytes of `path`, transparently gunzipped."""
     try:
         data = path.read_bytes()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        return json.loads(data)
+        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
     except (OSError, EOFError) as exc:
         raise ImportFileError(f"{path.name}: cannot read: {exc}") from None
+
+
+def _decode(path: Path, data: bytes | str) -> Any:
+    try:
+        return json.loads(data)
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, an integer too long, nesting too deep
         raise ImportFileError(f"{path.name}: not valid JSON: {exc}") from None
 
 
 def load_snapshot(source: str, item: Planned, cache: ParseCache | None = None) -> Snapshot:
     """The snapshot in `item`'s file; with `cache`, a table whose entry is the one of the previous file
-    that cache saw is taken from it rather than parsed and validated again (`snapshots.parse.ParseCache`)."""
-    payload = read_archive(item.path)
+    that cache saw is taken from it rather than parsed and validated again (`snapshots.parse.ParseCache`);
+    an entry whose text is the previous file's, byte for byte, is not even decoded (`parse_ccxt_text`)."""
+    data = read_bytes(item.path)
     try:
-        tables = parse_ccxt_tiers(source, payload, cache)
+        tables = _parse(source, item.path, data, cache)
+    except ImportFileError:
+        raise
     except PayloadError as exc:
         raise ImportFileError(f"{item.path.name}: {exc}") from None
     except Exception as exc:  # a parser bug on a shape nobody foresaw: still one line naming the file
@@ -109,6 +116,15 @@ def load_snapshot(source: str, item: Planned, cache: ParseCache | None = None) -
     if not tables:
         raise ImportFileError(f"{item.path.name}: holds no tier tables")
     return Snapshot(source, item.at, f"import:{item.path.name}", tables)
+
+
+def _parse(source: str, path: Path, data: bytes, cache: ParseCache | None) -> dict[str, TierTable]:
+    if cache is not None:
+        try:
+            return parse_ccxt_text(source, decode_text(data), cache)
+        except (NotSplit, UnicodeDecodeError):
+            pass  # not an object the split takes (bad JSON among them): json.loads says what it is
+    return parse_ccxt_tiers(source, _decode(path, data), cache)
 
 
 def import_files(
@@ -125,11 +141,12 @@ def import_files(
     """
     results = []
     cache = ParseCache()  # consecutive archives repeat most of their tables
+    stored: dict[str, TierTable] = {}  # the tables of the last file imported: what is stored now
     for item in items:
         t0 = time.perf_counter()
         snap = load_snapshot(source, item, cache)
         try:
-            result = _apply(engine, snap, item, t0, hooks)
+            result = _apply(engine, snap, item, t0, hooks, stored)
         except ImportFileError:
             raise
         except SnapshotError as exc:
@@ -137,12 +154,15 @@ def import_files(
         except Exception as exc:  # a bug or a database error: the file's transaction was rolled back
             raise ImportFileError(f"{item.path.name}: nothing imported from it: {describe(exc)}") from exc
         results.append(result)
+        stored = snap.tables if result.outcome == "ok" else {}
         if progress:
             progress(item, result)
     return results
 
 
-def _apply(engine: Engine, snap: Snapshot, item: Planned, t0: float, hooks: Sequence[Hook]) -> PollResult:
+def _apply(
+    engine: Engine, snap: Snapshot, item: Planned, t0: float, hooks: Sequence[Hook], stored: dict[str, TierTable]
+) -> PollResult:
     with Session(engine) as session:
         result = apply_snapshot(
             session,
@@ -151,6 +171,7 @@ def _apply(engine: Engine, snap: Snapshot, item: Planned, t0: float, hooks: Sequ
             duration_ms=(time.perf_counter() - t0) * 1000,
             kind="import",
             policy=ApplyPolicy(max_vanish_share=None),
+            known=stored,
         )
         for hook in hooks:
             hook(session, result)
