@@ -20,18 +20,22 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from snapshots.model import TIER_FIELDS, Change, Tier, TierTable
 
-Shape = dict[int, dict[str, float]]
+Shape = dict[int, Tier]
 Leaves = dict[str, str]
 #: (kind, tier, field) → (old, new): the records of one symbol, deduplicated.
 Found = dict[tuple[str, int, str | None], tuple[float | None, float | None]]
 
 
+_FIELDS = attrgetter(*TIER_FIELDS)
+
+
 def _shape(tiers: tuple[Tier, ...]) -> Shape:
-    return {t.tier: {f: float(getattr(t, f)) for f in TIER_FIELDS} for t in tiers}
+    return {t.tier: t for t in tiers}
 
 
 def _leaves(shape: Shape) -> Leaves:
@@ -41,7 +45,7 @@ def _leaves(shape: Shape) -> Leaves:
     Keyed by the tier number as text: deepdiff names an int key by `repr` and parses it back (`ast`) to
     check it, a str key costs it nothing. Each text is interned, so a tier the same on both sides is the
     same object, which deepdiff passes over before building the path of its level."""
-    return {str(tier): sys.intern(",".join(repr(v) for v in fields.values())) for tier, fields in shape.items()}
+    return {str(n): sys.intern(",".join([repr(float(v)) for v in _FIELDS(t)])) for n, t in shape.items()}
 
 
 def diff_tables(old: TierTable | None, new: TierTable | None) -> list[Change]:
@@ -101,6 +105,6 @@ def _expand(before: Shape, after: Shape, path: Sequence[Any], found: Found) -> N
         return
     fields = [path[1]] if len(path) > 1 and path[1] in TIER_FIELDS else TIER_FIELDS
     for name in fields:
-        o, n = before[tier][name], after[tier][name]
+        o, n = float(getattr(before[tier], name)), float(getattr(after[tier], name))
         if o != n:
             found[("tier_changed", tier, name)] = (o, n)

@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from json.decoder import scanstring  # type: ignore[attr-defined]  # public in the module, not in typeshed
 from typing import Any
 
-_WS = re.compile(r"[ \t\n\r]*")
+_WS = re.compile(r"[ \t\n\r]*")  # JSON's whitespace, no other
+_OPEN = re.compile(r"[ \t\n\r]*\{[ \t\n\r]*")
+_COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
+_NEXT = re.compile(r"[ \t\n\r]*([,}])[ \t\n\r]*")  # after a value: the next member, or the end
 _SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner json.loads uses
 
 
@@ -58,20 +61,20 @@ def split_object(text: str, known: Mapping[str, str]) -> dict[str, Member]:
 
 def _split(text: str, known: Mapping[str, str]) -> dict[str, Member]:
     out: dict[str, Member] = {}
-    i = _WS.match(text, 0).end()  # type: ignore[union-attr]  # `[ ...]*` always matches
-    if text[i : i + 1] != "{":
+    opening = _OPEN.match(text)
+    if opening is None:
         raise NotSplit("not an object")
-    i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+    i = opening.end()
     if text[i : i + 1] == "}":
         return _end(text, i + 1, out)
     while True:
         if text[i : i + 1] != '"':
             raise NotSplit(f"expected a key at char {i}")
         key, i = scanstring(text, i + 1)
-        i = _WS.match(text, i).end()  # type: ignore[union-attr]
-        if text[i : i + 1] != ":":
+        colon = _COLON.match(text, i)
+        if colon is None:
             raise NotSplit(f"expected ':' at char {i}")
-        i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+        i = colon.end()
         before = known.get(key)
         if before and before[0] in '[{"' and text.startswith(before, i):
             out[key] = Member(before, SAME)
@@ -80,13 +83,12 @@ def _split(text: str, known: Mapping[str, str]) -> dict[str, Member]:
             value, end = _SCAN(text, i)
             out[key] = Member(text[i:end], value)
             i = end
-        i = _WS.match(text, i).end()  # type: ignore[union-attr]
-        mark = text[i : i + 1]
-        if mark == "}":
-            return _end(text, i + 1, out)
-        if mark != ",":
+        after = _NEXT.match(text, i)
+        if after is None:
             raise NotSplit(f"expected ',' or '}}' at char {i}")
-        i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+        if after.group(1) == "}":
+            return _end(text, after.end(), out)
+        i = after.end()
 
 
 def _end(text: str, i: int, out: dict[str, Member]) -> dict[str, Member]:

@@ -36,6 +36,8 @@ SymbolMap = Callable[[str], str]
 
 def number(value: Any, what: str, *, allow_blank: bool = False) -> float | None:
     """A finite float from a JSON number or numeric string; "" is None only when `allow_blank`."""
+    if type(value) is float and value - value == 0.0:  # the usual case, first: finite (inf - inf is nan)
+        return value
     if isinstance(value, bool) or value is None:
         raise PayloadError(f"{what} is {value!r}, not a number")
     if isinstance(value, str):

@@ -107,8 +107,7 @@ class ApplyPolicy:
 _VERSION_TABLE: Table = TableVersion.__table__  # type: ignore[attr-defined]
 _TIER_COLUMNS = ("version_id", "tier", "floor", "cap", "maintenance_margin_rate", "maintenance_amount",
                  "max_leverage", "initial_margin_rate")  # fmt: skip
-_CHANGE_COLUMNS = ("poll_id", "source", "symbol", "detected_at", "previous_poll_at", "kind", "tier", "field",
-                   "old", "new")  # fmt: skip
+_CHANGE_COLUMNS = ("symbol", "kind", "tier", "field", "old", "new")  # and the poll's: `insert_many(same=...)`
 
 
 def _dumps(items: Iterable[str]) -> str | None:
@@ -372,12 +371,9 @@ def apply_snapshot(
         for t in table.tiers
     ]  # fmt: skip
     insert_many(session, catalog.tier_row, _TIER_COLUMNS, tier_rows)
-    change_rows = [
-        (poll.id, source, c.symbol, at, previous, c.kind, c.tier, c.field, c.old, c.new)
-        for u in updates
-        for c in u.changes
-    ]
-    insert_many(session, catalog.change_record, _CHANGE_COLUMNS, change_rows)
+    change_rows = [(c.symbol, c.kind, c.tier, c.field, c.old, c.new) for u in updates for c in u.changes]
+    same = {"poll_id": poll.id, "source": source, "detected_at": at, "previous_poll_at": previous}
+    insert_many(session, catalog.change_record, _CHANGE_COLUMNS, change_rows, same)
     # Table warnings are kept on their version; a poll repeats only those of the tables it changed.
     warnings = list(snap.warnings) + [w for sym in changed for w in _prefixed(snap.tables[sym])]
     poll.symbols_changed = len(updates)

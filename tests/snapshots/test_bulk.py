@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -47,9 +48,14 @@ def test_insert_many_stores_what_sqlalchemy_executemany_stores(engine: Engine) -
         shuffled = list(reversed(COLUMNS))  # names in another order than the table's: the values follow them
         insert_many(s, catalog.change_record, shuffled, [tuple(reversed(r)) for r in rows])
         insert_many(s, catalog.change_record, COLUMNS, [])  # nothing to insert: no statement
-        s.commit()
         got = stored(s)
+        s.execute(delete(catalog.change_record))
+        shared = {"poll_id": poll_id, "detected_at": rows[0][3], "source": SRC}  # given once, for every row
+        insert_many(s, catalog.change_record, ("symbol", *COLUMNS[4:]), [(r[2], *r[4:]) for r in rows], shared)
+        got_shared = stored(s)
+        s.commit()
     assert len(want) == 300 and got == want
+    assert got_shared == [(poll_id, SRC, w[2], want[0][3], *w[4:]) for w in want]
 
 
 def test_a_known_table_is_used_only_when_its_hash_is_the_stored_one(engine: Engine) -> None:
@@ -75,3 +81,11 @@ def test_a_known_table_is_used_only_when_its_hash_is_the_stored_one(engine: Engi
     old = {u.symbol: u.old for u in result.updates}
     assert old["ETH/USDT:USDT"] is first["ETH/USDT:USDT"]  # known and true: not read back
     assert old["BTC/USDT:USDT"] is not lying["BTC/USDT:USDT"] and old["BTC/USDT:USDT"] == first["BTC/USDT:USDT"]
+
+
+def test_insert_many_refuses_a_column_the_table_lacks(engine: Engine) -> None:
+    poll_id = apply(engine, "2024-01-01", tables(BTC=BTC_ROWS)).poll_id
+    with Session(engine) as s:
+        with pytest.raises(KeyError, match="change_record has no column nope"):
+            insert_many(s, catalog.change_record, ("symbol", "nope"), [("X", 1)], {"poll_id": poll_id, "source": SRC})
+        assert stored(s) == []
