@@ -70,8 +70,11 @@ _POSITION_SQL = f"SELECT {', '.join(ListedPosition._fields)} FROM position"
 def read_positions(reader: Reader, *, include_closed: bool = False) -> list[ListedPosition]:
     """The logged positions in id order: the open ones, or all of them."""
     where = "" if include_closed else " WHERE closed_at IS NULL"
-    rows = reader.rows(_POSITION_SQL + where + " ORDER BY id")
-    return [ListedPosition(**{**r, "opened_at": utc(r["opened_at"]), "closed_at": utc(r["closed_at"])}) for r in rows]
+    out = []
+    for r in reader.rows(_POSITION_SQL + where + " ORDER BY id"):
+        v = tuple(r.values())  # the columns in `ListedPosition`'s order; the last two are the times
+        out.append(ListedPosition(*v[:12], utc(v[12]), utc(v[13])))
+    return out
 
 
 #: A `market_data` row as `market_of` reads it: source, symbol, mark_price, mark_at, adr, adr_at, error.
