@@ -73,7 +73,7 @@ def read_positions(reader: Reader, *, include_closed: bool = False) -> list[List
     out = []
     for r in reader.rows(_POSITION_SQL + where + " ORDER BY id"):
         v = tuple(r.values())  # the columns in `ListedPosition`'s order; the last two are the times
-        out.append(ListedPosition(*v[:12], utc(v[12]), utc(v[13])))
+        out.append(ListedPosition._make((*v[:12], utc(v[12]), utc(v[13]))))
     return out
 
 
