@@ -4,8 +4,10 @@ Set-up (not timed): the store of `bench/bench_impacts.py` (700 symbols, 10,000 p
 2026-01-01, 1 in 10 cross), each position then given an entry record (by the backfill) and two events.
 
 Timed, each in its own session, medians over `--runs`:
-- `records_for` of every position (what `positions list --json` adds), against the floor of reading the
-  same 10,000 `Position` rows (what the list reads anyway), in the same run;
+- `records_for` of every position, against the floor of reading the same 10,000 `Position` rows, in the
+  same run; and `listed_records` (what `positions list --json` adds now: two plain queries on the
+  standard library's sqlite3) against `read_positions` on the same connection;
+- `positions list --json` as a whole process on this store (every row with its entry and two events);
 - `export_rows` + `write_csv` (`positions export`);
 - the backfill of 10,000 positions without entry records (the first journal write after migration 0007),
   with its records deleted again between runs.
@@ -17,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,8 +39,10 @@ from bench_impacts import T0, setup
 from monitor.config.settings import Settings
 from monitor.journal.export import export_rows, write_csv
 from monitor.journal.log import backfill
-from monitor.journal.records import records_for
+from monitor.journal.records import listed_records, records_for
+from monitor.risk.current import read_positions
 from monitor.store.models import Position, PositionEvent, PositionRecord
+from snapshots.reader import SqliteReader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +66,12 @@ def timed(engine: object, call: object) -> float:
         t0 = time.perf_counter()
         call(s)  # type: ignore[operator]
         return (time.perf_counter() - t0) * 1000
+
+
+def clocked(call: object) -> float:
+    t0 = time.perf_counter()
+    call()  # type: ignore[operator]
+    return (time.perf_counter() - t0) * 1000
 
 
 def main() -> None:
@@ -87,6 +100,15 @@ def main() -> None:
         reads = [timed(engine, lambda s: records_for(s, ids)) for _ in range(args.runs)]
         floors = [timed(engine, lambda s: list(s.exec(select(Position)))) for _ in range(args.runs)]
         exports = [timed(engine, lambda s: write_csv(export_rows(s))) for _ in range(args.runs)]
+        plain = SqliteReader(sqlite3.connect(f"file:{Path(tmp) / 'b.db'}?mode=ro", uri=True))
+        listed = [clocked(lambda: listed_records(plain)) for _ in range(args.runs)]
+        listed_floors = [clocked(lambda: read_positions(plain)) for _ in range(args.runs)]
+        plain.conn.close()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TIERDRIFT_CONFIG": str(Path(tmp) / "absent.toml"),
+               "TIERDRIFT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'b.db'}"}  # fmt: skip
+        argv = [sys.executable, "-m", "monitor", "positions", "list", "--json"]
+        processes = [clocked(lambda: subprocess.run(argv, env=env, cwd=ROOT, check=True, capture_output=True))
+                     for _ in range(args.runs)]  # fmt: skip
         with Session(engine) as s:
             priced = sum(1 for r in s.exec(select(PositionRecord)) if r.liquidation_price is not None)
         engine.dispose()
@@ -96,6 +118,9 @@ def main() -> None:
         "records_for_median_ms": round(statistics.median(reads), 1),
         "read_positions_floor_median_ms": round(statistics.median(floors), 1),
         "records_ratio": round(statistics.median(reads) / statistics.median(floors), 2),
+        "listed_records_median_ms": round(statistics.median(listed), 1),
+        "read_positions_plain_median_ms": round(statistics.median(listed_floors), 1),
+        "list_json_process_median_ms": round(statistics.median(processes), 1),
         "export_csv_median_ms": round(statistics.median(exports), 1),
         "backfill_median_ms": round(statistics.median(fills), 1),
         "entries_with_a_liquidation_price": priced,

@@ -5,7 +5,8 @@ Sections (pick with --only; all by default):
             `tierdrift poll` commits it); and the longest a CLI write (`account set`-like, on its own
             connection) waited while the 100,000 run held the write transaction;
 - positions: `tierdrift positions list` (human and --json) with 10,000 open positions, as whole processes,
-            against `python -c pass` as the process floor;
+            against `python -c pass` as the process floor, interleaved (--baseline-root DIR: the same
+            commands of another checkout in the same rounds, and whether their output is byte-identical);
 - import:   the 134 real Binance versions (../shared/data) against gunzip + JSON decode of the same files;
 - unchanged: an unchanged 716-symbol poll from the raw HTTP body (decode, parse with the daemon's cache,
             compare, record the poll, commit) against decode + a hash per entry + one SELECT of the
@@ -154,7 +155,24 @@ def timed_process(argv: list[str], env: dict[str, str], runs: int) -> float:
     return median(times)
 
 
-def positions_list(runs: int) -> dict[str, Any]:
+def interleaved(variants: dict[str, tuple[list[str], dict[str, str], Path]], runs: int) -> dict[str, Any]:
+    """Each variant (argv, env, working directory) once per round, `runs` rounds: the load of a shared
+    machine falls on all of them alike. Medians, and each variant's stdout of its last run."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    outputs: dict[str, bytes] = {}
+    for _ in range(runs):
+        for name, (argv, env, cwd) in variants.items():
+            t0 = time.perf_counter()
+            done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, check=False)
+            times[name].append((time.perf_counter() - t0) * 1000)
+            assert done.returncode == 0, (name, done.stderr.decode()[-500:])
+            outputs[name] = done.stdout
+    return {"medians_ms": {n: median(t) for n, t in times.items()}, "runs_ms": times, "outputs": outputs}
+
+
+def positions_list(runs: int, baseline: Path | None = None) -> dict[str, Any]:
+    """`positions list` (the table, --json) as whole processes against `python -c pass`, interleaved; with
+    `baseline` (another checkout, e.g. main) its two commands too, and their output compared byte for byte."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "p.db"
         engine, _ = bi.setup(f"sqlite:///{path}", 700, 10_000)
@@ -162,14 +180,27 @@ def positions_list(runs: int) -> dict[str, Any]:
         engine.dispose()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TIERDRIFT_CONFIG": str(Path(tmp) / "absent.toml"),
                "TIERDRIFT_DATABASE_URL": f"sqlite:///{path}", "COLUMNS": "200"}  # fmt: skip
-        cli = [sys.executable, "-m", "monitor"]
-        return {
-            "positions": 10_000,
-            "process_floor_ms": timed_process([sys.executable, "-c", "pass"], env, runs),
-            "list_human_ms": timed_process([*cli, "positions", "list"], env, runs),
-            "list_human_all_ms": timed_process([*cli, "positions", "list", "--all"], env, max(1, runs // 2)),
-            "list_json_ms": timed_process([*cli, "positions", "list", "--json"], env, runs),
+        # `python -m` puts the working directory first on sys.path: each checkout runs from its own root.
+        roots = {"": ROOT, **({"baseline_": baseline} if baseline else {})}
+        variants: dict[str, tuple[list[str], dict[str, str], Path]] = {
+            "process_floor": ([sys.executable, "-c", "pass"], env, ROOT)
         }
+        for prefix, root in roots.items():
+            run_env = {**env, "PYTHONPATH": str(root)}
+            cli = [sys.executable, "-m", "monitor", "positions", "list"]
+            variants[f"{prefix}list_human"] = (cli, run_env, root)
+            variants[f"{prefix}list_json"] = ([*cli, "--json"], run_env, root)
+        done = interleaved(variants, runs)
+        out: dict[str, Any] = {"positions": 10_000, **{f"{n}_ms": t for n, t in done["medians_ms"].items()}}
+        out["runs_ms"] = done["runs_ms"]
+        if baseline:
+            out["baseline_root"] = str(baseline)
+            outputs = done["outputs"]
+            out["same_output"] = all(outputs[k] == outputs[f"baseline_{k}"] for k in ("list_human", "list_json"))
+        out["list_human_all_ms"] = timed_process(
+            [sys.executable, "-m", "monitor", "positions", "list", "--all"], env, max(1, runs // 2)
+        )
+        return out
 
 
 # -- import ------------------------------------------------------------------------------------------
@@ -389,7 +420,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--soak-seconds", type=float, default=240.0)
     parser.add_argument("--warmup-seconds", type=float, default=40.0)
-    parser.add_argument("--baseline-root", type=Path, help="daemon: also measure the checkout at this path")
+    parser.add_argument(
+        "--baseline-root", type=Path, help="daemon, positions: also measure the checkout at this path (e.g. main)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = parser.parse_args()
     random.seed(1)
@@ -399,7 +432,7 @@ def main() -> None:
         if name == "impacts":
             results[name] = impacts(args.runs)
         elif name == "positions":
-            results[name] = positions_list(args.runs)
+            results[name] = positions_list(args.runs, args.baseline_root)
         elif name == "import":
             results[name] = import_real(max(1, args.runs // 2))
         elif name == "unchanged":

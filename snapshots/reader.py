@@ -50,6 +50,14 @@ def as_utc(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
+def utc(value: datetime | str | None) -> datetime | None:
+    """A stored time of a column outside `TIMESTAMPS` as aware UTC: SQLite's text (as SQLAlchemy writes
+    it, naive UTC) or a driver's datetime; None stays None."""
+    if isinstance(value, str):
+        return _parse(value)
+    return as_utc(value)
+
+
 class SqliteReader:
     def __init__(self, conn: Any) -> None:  # a sqlite3.Connection
         self.conn = conn
@@ -76,13 +84,17 @@ def _to_sqlite(value: Any) -> Any:
 
 def _from_sqlite(name: str, value: Any) -> Any:
     if name in TIMESTAMPS and isinstance(value, str):
-        if len(value) >= 19:  # date and time to the second, as stored: parsed with its offset in one call
-            try:
-                return datetime.fromisoformat(value + "+00:00")
-            except ValueError:  # a text that carries an offset already
-                pass
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return _parse(value)
     return value
+
+
+def _parse(value: str) -> datetime:
+    if len(value) >= 19:  # date and time to the second, as stored: parsed with its offset in one call
+        try:
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:  # a text that carries an offset already
+            pass
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 class AlchemyReader:

@@ -1,9 +1,10 @@
 """The fast path of the read-only commands: a plain invocation runs without Typer.
 
 Typer's import and the app it builds cost about 40 ms, as much again as the whole answer of
-`tiers SYMBOL --at T`. `parse` reads a plain invocation of `tiers`, `changes`, `history`, `sources` or
-`polls` itself (the root's `--config`/`--db`, then the command, its arguments and options, `--opt value`
-or `--opt=value`) and `invoke` calls the command's body in monitor.cli.reads, as the Typer command would.
+`tiers SYMBOL --at T`. `parse` reads a plain invocation of `tiers`, `changes`, `history`, `sources`,
+`polls` or `positions list` itself (the root's `--config`/`--db`, then the command, its arguments and
+options, `--opt value` or `--opt=value`) and `invoke` calls the command's body in monitor.cli.reads, as
+the Typer command would.
 
 It never decides anything Typer would decide differently: whatever is not plainly valid (`--help`, an
 unknown, repeated or missing option, a value that is empty, starts with `-` or is out of range, `--`, an
@@ -36,6 +37,7 @@ class Spec:
     arguments: tuple[str, ...] = ()  # required positional arguments, in order
     options: dict[str, str] = field(default_factory=dict)  # option (long or short) → parameter, taking a text
     counts: dict[str, str] = field(default_factory=dict)  # option → parameter, taking an integer 1…MAX_INT
+    zero: tuple[str, ...] = ()  # parameters of `counts` that also take 0
     flags: dict[str, str] = field(default_factory=dict)  # boolean flag → parameter
     required: tuple[str, ...] = ()  # options that must be given
     needs: dict[str, str] = field(default_factory=dict)  # parameter → the one it needs (a usage error without)
@@ -58,7 +60,12 @@ SPECS: dict[str, Spec] = {
     "history": Spec(reads.history, ("symbol",), SOURCE, flags=JSON, required=("source",)),
     "sources": Spec(reads.sources, flags=JSON),
     "polls": Spec(reads.polls, options=SOURCE, counts={"--limit": "limit"}, flags=JSON),
+    "positions list": Spec(
+        reads.positions_list, counts={"--limit": "limit"}, zero=("limit",), flags={"--all": "all_", **JSON}
+    ),
 }
+#: Groups with a command of SPECS: `positions list` is the words `positions` and `list`.
+GROUPS = frozenset(name.split()[0] for name in SPECS if " " in name)
 
 
 @dataclass(frozen=True)
@@ -80,14 +87,18 @@ def parse(argv: list[str]) -> Call | None:
         if taken is None:
             return None
         i += taken
-    if i == len(argv) or argv[i] not in SPECS:
+    if i < len(argv) - 1 and argv[i] in GROUPS:  # the group's own options (--help) are Typer's
+        command, args = f"{argv[i]} {argv[i + 1]}", argv[i + 2 :]
+    elif i < len(argv):
+        command, args = argv[i], argv[i + 1 :]
+    else:
         return None
-    spec = SPECS[argv[i]]
-    params = _command(spec, argv[i + 1 :])
+    spec = SPECS.get(command)
+    params = None if spec is None else _command(spec, args)
     if params is None:
         return None
     config = root.get("config")
-    return Call(argv[i], Path(config) if config is not None else None, root.get("db"), params)
+    return Call(command, Path(config) if config is not None else None, root.get("db"), params)
 
 
 def _command(spec: Spec, args: list[str]) -> dict[str, Any] | None:
@@ -117,7 +128,7 @@ def _command(spec: Spec, args: list[str]) -> dict[str, Any] | None:
     params: dict[str, Any] = dict(zip(spec.arguments, positional, strict=True))
     for name in spec.counts.values():
         if name in texts:
-            count = _count(texts[name])
+            count = _count(texts[name], 0 if name in spec.zero else 1)
             if count is None:
                 return None
             params[name] = count
@@ -146,12 +157,15 @@ def _option(args: list[str], i: int, known: dict[str, str], into: dict[str, str]
     return taken
 
 
-def _count(text: str) -> int | None:
-    """An integer 1…MAX_INT in plain digits; None for anything else (Typer says what is wrong with it)."""
+def _count(text: str, least: int = 1) -> int | None:
+    """An integer `least`…MAX_INT in plain digits (`0` itself, if `least` is 0, but no leading zero);
+    None for anything else (Typer says what is wrong with it)."""
+    if text == "0":
+        return 0 if least == 0 else None
     if not (text.isascii() and text.isdigit()) or text.startswith("0"):
         return None
     value = int(text)
-    return value if value <= MAX_INT else None
+    return value if least <= value <= MAX_INT else None
 
 
 def invoke(call: Call, context: Context) -> int:

@@ -14,9 +14,9 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from monitor.service.shapes import change_json as change_json
 from monitor.service.shapes import poll_json as poll_json
@@ -180,10 +180,19 @@ def emit_json(data: Any) -> None:
 
 
 @functools.cache
-def _run_encoder(depth: int) -> json.JSONEncoder:
+def _run_encoder(depth: int) -> Callable[[Any], str]:
     """The C encoder writing a container of scalars as `json.dumps(indent=2)` does `depth` levels in: one
     item a line. The standard library's encoder is pure Python whenever it indents (5 times slower)."""
-    return json.JSONEncoder(ensure_ascii=False, separators=(",\n" + "  " * depth, ": "))
+    sep = ",\n" + "  " * depth
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(sep, ": "))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return encoder.encode
+    # The C encoder `encoder.encode` would build, built once: `indented_json` calls it for every run of
+    # every container, tens of thousands of times for positions with journals, and `encode`'s Python frames
+    # around each call cost more than most runs. No cycle check (markers None): our shapes are acyclic.
+    chunks = make(None, encoder.default, json.encoder.encode_basestring, None, ": ", sep, False, False, True)
+    return lambda value: "".join(chunks(value, 0))
 
 
 def indented_json(value: Any, depth: int = 0) -> str:
@@ -195,25 +204,45 @@ def indented_json(value: Any, depth: int = 0) -> str:
     if isinstance(value, dict):
         if not value:
             return "{}"
-        if _flat(value.values()):
-            return _wrapped("{", [_run_encoder(depth + 1).encode(value)[1:-1]], "}", depth)
-        if not all(type(k) is str for k in value):  # other keys become text as the encoder sees fit
-            return json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n" + "  " * depth)
-        return _wrapped("{", _dict_parts(value, depth + 1), "}", depth)
+        return _dict_text(value, depth, _nested(list(value.values())))
     if isinstance(value, list | tuple):
         return _wrapped("[", _list_parts(value, depth + 1), "]", depth) if value else "[]"
-    return _run_encoder(depth).encode(value)
+    return _run_encoder(depth)(value)
 
 
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
-def _flat(values: Collection[Any]) -> bool:
-    """True if no value is a non-empty container (exact scalar types: a subclass takes the general path)."""
-    types = set(map(type, values))
-    if types <= _SCALARS:
-        return True
-    return types <= _SCALARS | {dict, list} and not any(v for v in values if type(v) in (dict, list))
+def _dict_text(value: dict[Any, Any], depth: int, nested: list[int] | None) -> str:
+    """`indented_json` of a non-empty dict whose non-empty containers are at `nested` (see `_nested`)."""
+    if nested == []:
+        return _wrapped("{", [_run_encoder(depth + 1)(value)[1:-1]], "}", depth)
+    if not set(map(type, value)) <= {str}:  # other keys become text as the encoder sees fit
+        return json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n" + "  " * depth)
+    return _wrapped("{", _dict_parts(value, depth + 1, nested), "}", depth)
+
+
+_CONTAINERS = (dict, list, tuple)
+_PLAIN = _SCALARS | set(_CONTAINERS)
+
+
+def _nested(values: list[Any]) -> list[int] | None:
+    """The indexes of the non-empty dicts, lists and tuples among `values`, in order; None when a value's
+    type is none of those nor a scalar's (a subclass: the caller then looks at each value). The containers
+    are found by the C-level `list.index` on the values' types: a row has dozens of scalars and a few
+    containers, and a Python test of each value cost more than encoding them."""
+    types = list(map(type, values))
+    kinds = set(types)
+    if not kinds <= _PLAIN:
+        return None
+    found = []
+    for kind in _CONTAINERS:
+        i = -1
+        for _ in range(types.count(kind) if kind in kinds else 0):
+            i = types.index(kind, i + 1)
+            if values[i]:
+                found.append(i)
+    return sorted(found)
 
 
 def _rows_text(rows: list[dict[str, Any]], depth: int) -> str:
@@ -222,7 +251,7 @@ def _rows_text(rows: list[dict[str, Any]], depth: int) -> str:
     string holds no raw newline and an object's value never follows a separator, so the boundary appears
     nowhere else."""
     rows_pad, keys_pad = "\n" + "  " * depth, "\n" + "  " * (depth + 1)
-    text = _run_encoder(depth + 1).encode(rows)[2:-2]
+    text = _run_encoder(depth + 1)(rows)[2:-2]
     body = text.replace("}," + keys_pad + "{", rows_pad + "}," + rows_pad + "{" + keys_pad)
     return "{" + keys_pad + body + rows_pad + "}"
 
@@ -232,20 +261,23 @@ def _wrapped(opening: str, parts: list[str], closing: str, depth: int) -> str:
     return opening + inner + ("," + inner).join(parts) + "\n" + "  " * depth + closing
 
 
-def _dict_parts(value: dict[str, Any], depth: int) -> list[str]:
+def _dict_parts(value: dict[str, Any], depth: int, nested: list[int] | None = None) -> list[str]:
+    """The items of a dict at `depth`: each run of items between its non-empty containers (their indexes,
+    `nested`, if known) in one C encoder call."""
     encoder = _run_encoder(depth)
+    items = list(value.items())
+    if nested is None:
+        nested = [i for i, (_, item) in enumerate(items) if item and isinstance(item, dict | list | tuple)]
     parts: list[str] = []
-    run: dict[str, Any] = {}
-    for key, item in value.items():
-        if item and isinstance(item, dict | list | tuple):
-            if run:
-                parts.append(encoder.encode(run)[1:-1])
-                run = {}
-            parts.append(encoder.encode(key) + ": " + indented_json(item, depth))
-        else:
-            run[key] = item
-    if run:
-        parts.append(encoder.encode(run)[1:-1])
+    start = 0
+    for i in nested:
+        if i > start:
+            parts.append(encoder(dict(items[start:i]))[1:-1])
+        key, item = items[i]
+        parts.append(encoder(key) + ": " + indented_json(item, depth))
+        start = i + 1
+    if start < len(items):
+        parts.append(encoder(dict(items[start:]))[1:-1])
     return parts
 
 
@@ -256,9 +288,10 @@ def _list_parts(value: list[Any] | tuple[Any, ...], depth: int) -> list[str]:
     run: list[Any] = []
     rows: list[dict[str, Any]] = []
     for item in value:
-        if type(item) is dict and item and _flat(item.values()):
+        nested = _nested(list(item.values())) if type(item) is dict and item else None
+        if nested == []:
             if run:
-                parts.append(encoder.encode(run)[1:-1])
+                parts.append(encoder(run)[1:-1])
                 run = []
             rows.append(item)
             continue
@@ -267,13 +300,15 @@ def _list_parts(value: list[Any] | tuple[Any, ...], depth: int) -> list[str]:
             rows = []
         if item and isinstance(item, dict | list | tuple):
             if run:
-                parts.append(encoder.encode(run)[1:-1])
+                parts.append(encoder(run)[1:-1])
                 run = []
-            parts.append(indented_json(item, depth))
+            parts.append(
+                indented_json(item, depth) if nested is None else _dict_text(cast(dict[Any, Any], item), depth, nested)
+            )
         else:
             run.append(item)
     if run:
-        parts.append(encoder.encode(run)[1:-1])
+        parts.append(encoder(run)[1:-1])
     if rows:
         parts.append(_rows_text(rows, depth))
     return parts
@@ -295,7 +330,7 @@ def stream_json(items: Iterable[Any], out: Any = None, flush_every: int = 1000, 
     buffer: list[str] = []
     first = True
     for item in items:
-        text = "  {\n    " + _FLAT_ITEM.encode(item)[1:-1] + "\n  }" if flat else _item_text(item)
+        text = "  {\n    " + _FLAT_ITEM(item)[1:-1] + "\n  }" if flat else _item_text(item)
         buffer.append(("[\n" if first else ",\n") + text)
         first = False
         if len(buffer) >= flush_every:

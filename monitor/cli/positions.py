@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from monitor.cli import context as cli_context
-from monitor.cli import output
+from monitor.cli import output, reads
 from monitor.service import shapes
 from snapshots.numbers import num, pct
 from snapshots.timefmt import utcnow
@@ -29,28 +29,6 @@ ContractSize = Annotated[
     float | None, typer.Option("--contract-size", help="Face value of one inverse contract in USD.")
 ]
 Adr = Annotated[float | None, typer.Option("--adr", help="Average daily range to use instead of the market's.")]
-#: Rows `positions list` shows as a table by default.
-LIST_LIMIT = 100
-
-
-def _print_positions(rows: list[dict[str, Any]]) -> None:
-    table = output.new_table(
-        "id", "source", "symbol", "side", "entry", "size", "mark", "tier", "liq. price", "distance",
-        "buffer (ADR)", "flag",
-        wrap=("symbol", "liq. price"),
-    )  # fmt: skip
-    for r in rows:
-        flag = "VIOLATION" if r["violation"] else ("" if r["violation"] is not None else "unknown")
-        liq = num(r["liquidation_price"]) if r["not_computed"] is None else r["not_computed"]
-        if r["not_computed"] is None and r["liquidation_price"] is None:
-            liq = "none"
-        table.add_row(
-            str(r["id"]), r["source"], output.safe(r["symbol"]), r["side"], num(r["entry_price"]),
-            r["size_input"], num(r["mark_price"]), "" if r["tier"] is None else str(r["tier"]),
-            output.safe(liq),
-            pct(r["distance"]), num(r["buffer_adr"], 3), flag,
-        )  # fmt: skip
-    output.console().print(table)
 
 
 @positions_app.command("add")
@@ -126,31 +104,11 @@ def list_(
         typer.Option(
             "--limit", min=0, max=cli_context.MAX_INT, help="Show at most this many rows (0: all); --json lists all."
         ),
-    ] = LIST_LIMIT,
+    ] = reads.LIST_LIMIT,
     as_json: cli_context.JsonOpt = False,
 ) -> None:
     """Open positions with their current risk figures (the first `--limit` as a table, with a count of the rest)."""
-    from sqlmodel import Session
-
-    c = cli_context.get(ctx)
-    with Session(c.read_engine) as session:
-        data = shapes.positions(session, c.settings, utcnow(), include_closed=all_, journal=as_json)
-    if as_json:
-        output.emit_json(data)
-    elif not data:
-        output.console().print("no open positions; add one with `tierdrift positions add`")
-    else:
-        # A table of 10,000 rows takes Rich 20 s to lay out and nobody reads it: show the first rows,
-        # then what the rest hold and how to see them.
-        shown = data if limit == 0 else data[:limit]
-        _print_positions(shown)
-        if len(shown) < len(data):
-            rest = data[len(shown) :]
-            flagged = sum(1 for r in rest if r["violation"])
-            output.console().print(
-                f"… {len(rest):,} more ({flagged:,} of them violating the margin rule): "
-                "--limit N to show more, --limit 0 for all, --json for every figure"
-            )
+    reads.positions_list(cli_context.get(ctx), all_, limit, as_json)
 
 
 @positions_app.command("show")

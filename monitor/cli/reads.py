@@ -1,9 +1,10 @@
-"""The read-only commands `tiers`, `changes`, `history`, `sources` and `polls`, without Typer.
+"""The read-only commands `tiers`, `changes`, `history`, `sources`, `polls` and `positions list`, without Typer.
 
-Their Typer commands (monitor.cli.full) parse the arguments and call these; so does the fast path
-(monitor.cli.fast), which parses a plain invocation itself so that these commands start without importing
-Typer or building the app. They must start fast: no SQLAlchemy, pydantic, ccxt, web framework or lock
-library at import (tests/cli/test_cli.py checks).
+Their Typer commands (monitor.cli.full, monitor.cli.positions) parse the arguments and call these; so does
+the fast path (monitor.cli.fast), which parses a plain invocation itself so that these commands start
+without importing Typer or building the app. They must start fast: no SQLAlchemy, pydantic, ccxt, web
+framework or lock library at import (tests/cli/test_cli.py checks). `positions list` loads the settings
+(pydantic) for its threshold and freshness, and on an up-to-date SQLite file reads without SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ from snapshots.history import (
     versions,
 )
 from snapshots.model import SOURCES
+from snapshots.numbers import num, pct
 from snapshots.timefmt import utcnow
 
 #: Human output of `changes` shows at most this many records unless --limit or --all says otherwise.
 CHANGES_SHOWN = 100
 #: A terminal gets a table of the records when there are at most this many; more are printed as plain lines.
 CHANGES_TABLE_MAX = 500
+#: Rows `positions list` shows as a table by default.
+LIST_LIMIT = 100
 
 
 def tiers(c: Context, symbol: str, source: str, at: str | None = None, as_json: bool = False) -> None:
@@ -203,4 +207,47 @@ def polls(c: Context, source: str | None = None, limit: int = 20, as_json: bool 
             str(p.changes),
             output.safe(p.error or ""),
         )
+    output.console().print(table)
+
+
+def positions_list(c: Context, all_: bool = False, limit: int = LIST_LIMIT, as_json: bool = False) -> None:
+    """Open positions with their current risk figures (the first `limit` as a table, with a count of the rest;
+    0: all); `all_` includes closed positions; `as_json` lists every one with its journal."""
+    with c.reader() as conn:
+        data = shapes.positions(conn, c.settings, utcnow(), include_closed=all_, journal=as_json)
+    if as_json:
+        output.emit_json(data)
+    elif not data:
+        output.console().print("no open positions; add one with `tierdrift positions add`")
+    else:
+        # A table of 10,000 rows takes Rich 20 s to lay out and nobody reads it: show the first rows,
+        # then what the rest hold and how to see them.
+        shown = data if limit == 0 else data[:limit]
+        _print_positions(shown)
+        if len(shown) < len(data):
+            rest = data[len(shown) :]
+            flagged = sum(1 for r in rest if r["violation"])
+            output.console().print(
+                f"… {len(rest):,} more ({flagged:,} of them violating the margin rule): "
+                "--limit N to show more, --limit 0 for all, --json for every figure"
+            )
+
+
+def _print_positions(rows: list[dict[str, Any]]) -> None:
+    table = output.new_table(
+        "id", "source", "symbol", "side", "entry", "size", "mark", "tier", "liq. price", "distance",
+        "buffer (ADR)", "flag",
+        wrap=("symbol", "liq. price"),
+    )  # fmt: skip
+    for r in rows:
+        flag = "VIOLATION" if r["violation"] else ("" if r["violation"] is not None else "unknown")
+        liq = num(r["liquidation_price"]) if r["not_computed"] is None else r["not_computed"]
+        if r["not_computed"] is None and r["liquidation_price"] is None:
+            liq = "none"
+        table.add_row(
+            str(r["id"]), r["source"], output.safe(r["symbol"]), r["side"], num(r["entry_price"]),
+            r["size_input"], num(r["mark_price"]), "" if r["tier"] is None else str(r["tier"]),
+            output.safe(liq),
+            pct(r["distance"]), num(r["buffer_adr"], 3), flag,
+        )  # fmt: skip
     output.console().print(table)

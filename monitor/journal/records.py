@@ -1,6 +1,8 @@
 """Reading the journal: the entry and exit records and the events of positions, in the `--json` key names.
 
     records_for(session, position_ids) -> {position_id: JournalRecords}
+    listed_records(reader, include_closed=...) -> the same, of every position `positions list` shows
+
 
 The record dicts use the key names of `liq --json` for the same figures, plus `at`, `table_valid_from`
 and `unknown` ({figure: reason}); an entry's `price` is its entry price; an exit's `price` is the exit
@@ -11,16 +13,18 @@ price, and it adds `pnl` and `period`. Used by the `--json` shapes
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, select
-from sqlmodel import Session
-
-from monitor.store.models import PositionEvent, PositionRecord
-from snapshots.reader import as_utc
+from snapshots.reader import Reader, utc
 from snapshots.timefmt import iso
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from monitor.store.models import PositionEvent, PositionRecord
 
 #: The figure columns of a record, named as in `liq --json`.
 FIGURES = (
@@ -49,8 +53,8 @@ def record_dict(r: PositionRecord | Mapping[Any, Any]) -> dict[str, Any]:
     `unknown` and `period` decoded; an entry has no `pnl` nor `period`."""
     row: Mapping[Any, Any] = r if isinstance(r, Mapping) else r.model_dump()
     out: dict[str, Any] = {k: row[k] for k in RECORD_KEYS}
-    out["at"] = iso(as_utc(row["at"]))
-    out["table_valid_from"] = iso(as_utc(row["table_valid_from"]))
+    out["at"] = iso(utc(row["at"]))  # a datetime, or SQLite's text from a plain query
+    out["table_valid_from"] = iso(utc(row["table_valid_from"]))
     out["unknown"] = json.loads(row["unknown"]) if row["unknown"] else {}
     out["period"] = json.loads(row["period"]) if row["period"] else None
     if out["violation"] is not None:
@@ -65,12 +69,17 @@ def record_dict(r: PositionRecord | Mapping[Any, Any]) -> dict[str, Any]:
 def event_dict(e: PositionEvent | Mapping[Any, Any]) -> dict[str, Any]:
     row: Mapping[Any, Any] = e if isinstance(e, Mapping) else e.model_dump()
     out: dict[str, Any] = {k: row[k] for k in EVENT_KEYS}
-    out["at"] = iso(as_utc(row["at"]))
+    out["at"] = iso(utc(row["at"]))
     return out
 
 
 def records_for(session: Session, position_ids: Iterable[int]) -> dict[int, JournalRecords]:
     """The journal of each of `position_ids` (every id gets one, empty when nothing was recorded)."""
+    # SQLAlchemy and the models are heavy to import: `positions list` reads through `listed_records`.
+    from sqlalchemy import Table, select
+
+    from monitor.store.models import PositionEvent, PositionRecord
+
     ids = sorted(set(position_ids))
     out = {i: JournalRecords() for i in ids}
     # Core rows, not ORM objects: 10,000 positions' records and events read in a fraction of the time.
@@ -90,3 +99,22 @@ def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
     # Bounded IN lists: SQLite caps bound parameters, and 10,000 positions must still read in a few queries.
     for i in range(0, len(ids), size):
         yield ids[i : i + size]
+
+
+#: The positions `positions list` shows: the open ones, or all (the same filter as its query of them).
+_LISTED = {False: " JOIN position p ON p.id = x.position_id WHERE p.closed_at IS NULL", True: ""}
+
+
+def listed_records(reader: Reader, *, include_closed: bool = False) -> dict[int, JournalRecords]:
+    """`records_for` every position `positions list` shows (the open ones, or all), in two plain queries
+    whatever their number: the records, then the events in time order. Only positions with a record or an
+    event get an entry."""
+    out: defaultdict[int, JournalRecords] = defaultdict(JournalRecords)
+    where = _LISTED[include_closed]
+    columns = ", ".join(f"x.{k}" for k in ("position_id", "kind", *RECORD_KEYS))
+    for r in reader.rows(f"SELECT {columns} FROM position_record x{where}"):
+        setattr(out[r["position_id"]], r["kind"], record_dict(r))
+    columns = ", ".join(f"x.{k}" for k in ("position_id", "id", *EVENT_KEYS))
+    for e in reader.rows(f"SELECT {columns} FROM position_event x{where} ORDER BY x.at, x.id"):
+        out[e["position_id"]].events.append(event_dict(e))
+    return dict(out)

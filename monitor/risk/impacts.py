@@ -14,12 +14,10 @@ otherwise it computes them there, as before. Either way they are written in the 
 
 from __future__ import annotations
 
-import gc
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert
@@ -29,74 +27,38 @@ from sqlmodel import Session, col, select
 
 from monitor.config.settings import Settings
 from monitor.risk.columns import POSITION_COLUMNS, PositionRow
+from monitor.risk.current import Freshness as Freshness  # re-exported: its users import it from here
+from monitor.risk.current import bulk, market_of
+from monitor.risk.current import freshness as freshness
 from monitor.risk.figures import Assessment, Key, LoggedPosition, Market, assess, assess_under
 from monitor.store.models import Account, Impact, MarketData, Position
 from snapshots.diff import diff_tables
 from snapshots.history import tables_at
 from snapshots.model import Change, Snapshot, TierTable
-from snapshots.reader import as_utc
 from snapshots.store import PollResult, SymbolUpdate, current_versions
 from snapshots.tables import load_tables
-from snapshots.timefmt import iso
 
 #: Called with the new impact rows, inside the same transaction (the alerts layer adds its outbox here).
 ImpactSink = Callable[[Session, PollResult, Sequence[dict[str, Any]]], None]
 
 
 @dataclass(frozen=True, slots=True)
-class Freshness:
-    """How old cached market data may be before it counts as unknown."""
-
-    mark: timedelta = timedelta(minutes=15)
-    adr: timedelta = timedelta(hours=48)
-
-
-def freshness(settings: Settings) -> Freshness:
-    return Freshness(
-        mark=timedelta(minutes=settings.mark_max_age_minutes), adr=timedelta(hours=settings.adr_max_age_hours)
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class ImpactContext:
     threshold_adr: float
     sinks: Sequence[ImpactSink] = ()
-    freshness: Freshness = Freshness()
-
-
-def _fresh(
-    value: float | None, at: datetime | None, max_age: timedelta, now: datetime, what: str, error: str | None
-) -> tuple[float | None, str | None]:
-    """The cached value if recent enough, else None with the reason (a stale price is never used)."""
-    at = as_utc(at)
-    if value is None or at is None:
-        return None, f"{what} unavailable: {error or 'not fetched yet'}"
-    if now - at > max_age:
-        why = f"; last refresh failed: {error}" if error else ""
-        return None, f"{what} is stale (last at {iso(at)}){why}"
-    return value, None
+    freshness: Freshness = field(default_factory=Freshness)
 
 
 def load_market(
     session: Session, keys: set[Key], now: datetime, freshness: Freshness | None = None
 ) -> dict[Key, Market]:
     """The cached market data of `keys`, with the reason for whatever is missing or stale."""
-    freshness = freshness or Freshness()
-    out: dict[Key, Market] = {}
     if not keys:
-        return out
-    sources = {s for s, _ in keys}
-    for row in session.exec(select(MarketData).where(col(MarketData.source).in_(sources))):
-        key = (row.source, row.symbol)
-        if key not in keys:
-            continue
-        mark, mark_why = _fresh(row.mark_price, row.mark_at, freshness.mark, now, "mark price", row.error)
-        adr, adr_why = _fresh(row.adr, row.adr_at, freshness.adr, now, "ADR", row.error)
-        reasons = {k: v for k, v in (("mark", mark_why), ("adr", adr_why)) if v}
-        out[key] = Market(mark, adr, as_utc(row.mark_at), as_utc(row.adr_at), reasons)
-    for key in keys - set(out):
-        out[key] = Market(reasons={"mark": "no market data fetched yet", "adr": "no market data fetched yet"})
-    return out
+        return {}
+    # The ORM, not `current.read_market`: a session may hold market data it has not flushed yet.
+    stmt = select(MarketData).where(col(MarketData.source).in_({s for s, _ in keys}))
+    rows = ((r.source, r.symbol, r.mark_price, r.mark_at, r.adr, r.adr_at, r.error) for r in session.exec(stmt))
+    return market_of(rows, keys, now, freshness or Freshness())
 
 
 def wallets(session: Session) -> dict[str, float]:
@@ -159,25 +121,11 @@ def impact_row(p: LoggedPosition, old: Assessment, new: Assessment, causes: str,
     }
 
 
-@contextmanager
-def _bulk() -> Iterator[None]:
-    """Pause the cyclic garbage collector while pricing many positions: they allocate a few objects each
-    and form no reference cycles, and the collector would walk the growing heap again and again (a third
-    of the time at 100,000 positions). Whatever it would have found is collected afterwards."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
-
-
 def compute_impacts(
     session: Session, result: PollResult, threshold_adr: float, fresh: Freshness | None = None
 ) -> list[dict[str, Any]]:
     """Impact rows for every open position on a symbol this poll changed (not yet written)."""
-    with _bulk():
+    with bulk():
         return _compute(session, result, threshold_adr, fresh)
 
 
@@ -303,7 +251,7 @@ class ImpactHook:
             rows = compute_impacts(session, result, self.ctx.threshold_adr, self.ctx.freshness)
         if rows:
             # Core executemany on the table: the ORM's bulk path costs a third more for 10,000 rows.
-            with _bulk():  # its parameters are 100,000 small dicts too, under the write lock
+            with bulk():  # its parameters are 100,000 small dicts too, under the write lock
                 session.execute(insert(Impact.__table__), rows)  # type: ignore[attr-defined]
         for sink in self.ctx.sinks:
             sink(session, result, rows)
@@ -339,5 +287,5 @@ def assess_now(
         for sym, table in tables_at(session.connection(), source, now).items():
             tables[(source, sym)] = table
     market = load_market(session, {(p.source, p.symbol) for p in positions}, now, freshness(settings))
-    with _bulk():
+    with bulk():
         return assess(positions, tables, market, wallets(session), threshold_adr=settings.violation_threshold_adr)

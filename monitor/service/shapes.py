@@ -175,27 +175,22 @@ def position_json(p: Position | Any, a: Assessment | None, journal: JournalRecor
 
 
 def positions(
-    session: Session, settings: Settings, now: datetime, *, include_closed: bool = False, journal: bool = True
+    conn: Any, settings: Settings, now: datetime, *, include_closed: bool = False, journal: bool = True
 ) -> list[dict[str, Any]]:
     """`positions list --json`: the logged positions (open ones, or all) in id order, the open ones with
     their current figures, and their journals (`journal=False`: `entry`, `exit` and `events` left empty,
-    for the human table that does not show them)."""
-    from sqlalchemy import select
+    for the human table that does not show them). `conn` is a `snapshots.reader.Reader` (the CLI's
+    sqlite3 one) or a SQLAlchemy connection or session: plain queries either way, no ORM objects."""
+    from monitor.journal.records import listed_records
+    from monitor.risk.current import assess_current, read_positions
+    from snapshots.reader import reader_of
 
-    from monitor.journal.records import records_for
-    from monitor.risk.impacts import assess_now
-    from monitor.store.models import Position
-
-    table = Position.__table__  # type: ignore[attr-defined]
-    # Plain rows, not ORM objects: 10,000 of those cost more to build than their figures.
-    stmt = select(table).order_by(table.c.id)
-    if not include_closed:
-        stmt = stmt.where(table.c.closed_at.is_(None))
-    rows: list[Any] = list(session.execute(stmt))
+    reader = reader_of(conn)
+    rows = read_positions(reader, include_closed=include_closed)
     open_ = [p for p in rows if p.closed_at is None]
-    found = assess_now(session, open_, settings, now) if open_ else {}
-    journals = records_for(session, [p.id for p in rows]) if journal and rows else {}
-    return [position_json(p, found.get(p.id or 0), journals.get(p.id)) for p in rows]
+    found = assess_current(reader, open_, settings, now) if open_ else {}
+    journals = listed_records(reader, include_closed=include_closed) if journal and rows else {}
+    return [position_json(p, found.get(p.id), journals.get(p.id)) for p in rows]
 
 
 def position(session: Session, settings: Settings, position_id: int, now: datetime) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import pytest
 import typer.main
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlmodel import Session
 from typer.testing import CliRunner
 
 from monitor import cli
@@ -25,6 +26,7 @@ from monitor.cli import fast, reads
 from monitor.cli.state import MAX_INT
 from monitor.service.importer import import_files, plan
 from monitor.store.database import open_engine
+from monitor.store.models import MarketData, Position
 from tests.conftest import BTC_ROWS, ETH_ROWS, ccxt_tiers, write_archive
 
 runner = CliRunner()
@@ -47,12 +49,20 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def seeded(url: str, root: Path) -> str:
-    """`url` with two versions of two Binance tables imported."""
+    """`url` with two versions of two Binance tables imported, and three positions (one closed)."""
     engine = open_engine(url)
     old = {s: ccxt_tiers(s, rows, top=500e6) for s, rows in (("BTC/USDT:USDT", BTC_ROWS), ("ETH/USDT:USDT", ETH_ROWS))}
     new = {**old, "BTC/USDT:USDT": ccxt_tiers("BTC/USDT:USDT", BTC_ROWS[:-1], top=400e6)}
     files = [write_archive(root / "2021-05-01_a.json", old), write_archive(root / "2021-07-01_b.json", new)]
     import_files(engine, SRC, plan(files))
+    opened = datetime(2021, 8, 1, tzinfo=UTC)
+    with Session(engine) as s:
+        for symbol, side, closed in (("BTC/USDT:USDT", "long", None), ("ETH/USDT:USDT", "short", None),
+                                     ("ETH/USDT:USDT", "long", NOW)):  # fmt: skip
+            s.add(Position(source=SRC, symbol=symbol, side=side, entry_price=30_000.0, size=2.0, size_input="qty=2",
+                           margin=8_000.0, opened_at=opened, closed_at=closed))  # fmt: skip
+        s.add(MarketData(source=SRC, symbol="BTC/USDT:USDT", mark_price=31_000.0, mark_at=NOW, adr=900.0, adr_at=NOW))
+        s.commit()
     engine.dispose()
     return url
 
@@ -129,6 +139,22 @@ CASES = [
     (["polls", "-s", "nope"], True, 1),
     (["polls", "--limit", "0"], False, 2),
     (["polls", "--limit="], False, 2),
+    (["positions", "list"], True, 0),
+    (["positions", "list", "--json"], True, 0),
+    (["positions", "list", "--all", "--limit", "0"], True, 0),
+    (["positions", "list", "--limit=1", "--all"], True, 0),
+    (["positions", "list", "--json", "--limit", str(MAX_INT)], True, 0),
+    (["positions", "list", "--limit", "007"], False, 0),
+    (["positions", "list", "--limit", "00"], False, 0),
+    (["positions", "list", "--limit", "-1"], False, 2),
+    (["positions", "list", "--limit", str(MAX_INT + 1)], False, 2),
+    (["positions", "list", "--all", "--all"], False, 0),
+    (["positions", "list", "extra"], False, 2),
+    (["positions", "list", "--source", SRC], False, 2),
+    (["positions", "list", "--help"], False, 0),
+    (["positions", "--help", "list"], False, 0),
+    (["positions", "--json", "list"], False, 2),
+    (["positions", "show", "1", "--json"], False, 0),
 ]
 
 
@@ -159,6 +185,10 @@ def test_the_fast_path_answers_as_typer(
         ["--db", "DB", "--help", "sources"],
         ["--bogus", "sources"],
         ["--db", "DB", "positions", "list"],
+        ["--db", "DB", "positions"],
+        ["--db", "sqlite:///{tmp}/absent.db", "positions", "list", "--json"],
+        ["--config", "{tmp}/settings.toml", "positions", "list", "--json"],
+        ["--config", "{tmp}/bad.toml", "positions", "list"],  # the settings are invalid: one line, exit 1
         ["--db", "DB", "sources", "--db", "DB"],
     ],
 )
@@ -166,6 +196,7 @@ def test_root_options_and_other_commands_answer_alike(
     db: str, argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "settings.toml").write_text(f'database_url = "{db}"\n')
+    (tmp_path / "bad.toml").write_text(f'database_url = "{db}"\nviolation_threshold_adr = -1\n')
     argv = [a.replace("DB", db).replace("{tmp}", str(tmp_path)) for a in argv]
     same(argv, monkeypatch)
 
@@ -173,6 +204,7 @@ def test_root_options_and_other_commands_answer_alike(
 WORDS = st.sampled_from(
     [
         *("tiers", "changes", "history", "sources", "polls", "BTCUSDT", "NOPE", SRC, "nope", AT, "2021-08-01", "x", ""),
+        *("positions", "list"),
         *("-s", "--source", "--at", "--json", "--symbol", "--since", "--until", "--limit", "--all", "--help", "--"),
         *("--limit=2", "--at=2021-06-02", "-s=" + SRC, "--json=", "1", "0", "-1", "--db", "--config", "--x"),
     ]
@@ -183,13 +215,14 @@ WORDS = st.sampled_from(
 @given(st.sampled_from(sorted(fast.SPECS)), st.lists(WORDS, max_size=6))
 def test_drawn_invocations_answer_alike(db: str, command: str, words: list[str]) -> None:
     with pytest.MonkeyPatch.context() as monkeypatch:
-        same(["--db", db, command, *words], monkeypatch)
+        same(["--db", db, *command.split(), *words], monkeypatch)
 
 
 def click_params(command: str | None) -> dict[str, tuple[str, ...]]:
     """The Typer command's parameters as `fast.Spec` sees them: option name → (parameter, kind)."""
-    group = typer.main.get_command(cli.app)
-    click_command = group if command is None else group.commands[command]
+    click_command = typer.main.get_command(cli.app)
+    for word in command.split() if command else ():  # `positions list`: the group, then its command
+        click_command = click_command.commands[word]  # type: ignore[attr-defined]
     found: dict[str, tuple[str, ...]] = {}
     for p in click_command.params:
         if p.param_type_name == "argument":
@@ -208,7 +241,7 @@ def spec_params(spec: fast.Spec) -> dict[str, tuple[str, ...]]:
     for opt, name in spec.options.items():
         found[opt] = (name, "StringParamType", str(name in spec.required), "False")
     for opt, name in spec.counts.items():
-        found[opt] = (name, f"count 1..{MAX_INT} False False False", "False", "False")
+        found[opt] = (name, f"count {0 if name in spec.zero else 1}..{MAX_INT} False False False", "False", "False")
     for opt, name in spec.flags.items():
         found[opt] = (name, "flag", "False", "False")
     return found
@@ -217,7 +250,7 @@ def spec_params(spec: fast.Spec) -> dict[str, tuple[str, ...]]:
 @pytest.mark.parametrize("command", sorted(fast.SPECS))
 def test_specs_mirror_the_typer_commands(command: str) -> None:
     assert spec_params(fast.SPECS[command]) == click_params(command)
-    assert fast.SPECS[command].body.__name__ == command
+    assert fast.SPECS[command].body.__name__ == command.replace(" ", "_")
     root = click_params(None)
     assert {opt: kind[0] for opt, kind in root.items()} == fast.ROOT_OPTIONS
     assert root["--db"][1] == "StringParamType" and root["--config"][1] == "TyperPath"
@@ -234,6 +267,8 @@ def test_specs_mirror_the_typer_commands(command: str) -> None:
         ["history", "BTCUSDT", "-s", SRC, "--json"],
         ["sources", "--json"],
         ["polls", "--limit", "1"],
+        ["positions", "list"],
+        ["positions", "list", "--all", "--json"],
     ],
 )
 def test_the_fast_path_answers_as_typer_on_each_backend(
@@ -256,3 +291,15 @@ def test_a_fast_command_imports_no_typer(db: str) -> None:
     assert "LOADED []" in proc.stderr and proc.stdout.startswith("[\n  {"), proc
     helped = subprocess.run([*argv[:3], "tiers", "--help"], capture_output=True, text=True, timeout=60)
     assert "'typer'" in helped.stderr and "Usage: tierdrift tiers" in helped.stdout, helped  # left to Typer
+
+
+def test_positions_list_reads_without_typer_or_sqlalchemy(db: str) -> None:
+    code = (
+        "import sys, runpy\n"
+        "try:\n    runpy.run_module('monitor', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "heavy = ('typer', 'click', 'sqlalchemy', 'sqlmodel', 'ccxt', 'fastapi')\n"
+        "print('LOADED', sorted(m for m in heavy if m in sys.modules), file=sys.stderr)"
+    )
+    argv = [sys.executable, "-c", code, "--db", db, "positions", "list", "--json"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert "LOADED []" in proc.stderr and proc.stdout.startswith('[\n  {\n    "id": 1,'), proc

@@ -64,3 +64,41 @@ def test_emit_json_prints_json_dumps(capsys: Any) -> None:
     data = [{"id": 1, "reasons": {}, "events": [], "entry": {"at": "x", "fills": [1.5, None]}}, {"id": 2}]
     output.emit_json(data)
     assert capsys.readouterr().out == dumped(data) + "\n"
+
+
+class Text(str):
+    pass
+
+
+class Count(int):
+    pass
+
+
+class Map(dict[str, Any]):
+    pass
+
+
+#: Values of the types the walk tells apart by `type()`: subclasses take the per-value path, tuples are lists.
+ODD = (
+    st.builds(Text, st.text(max_size=4))
+    | st.builds(Count, st.integers())
+    | st.builds(Map, st.dictionaries(KEYS, SCALARS, max_size=3))
+)
+SMALL = st.lists(SCALARS, max_size=2)
+WIDE = st.dictionaries(
+    KEYS | st.text(min_size=7, max_size=9),
+    SCALARS
+    | st.sampled_from([{}, [], ()])
+    | SMALL
+    | SMALL.map(tuple)
+    | st.dictionaries(KEYS, SCALARS, max_size=3)
+    | ODD,
+    max_size=30,
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(WIDE, max_size=5), st.integers(min_value=0, max_value=2))
+def test_wide_rows_with_a_few_containers_of_each_kind(rows: list[dict[str, Any]], depth: int) -> None:
+    # Rows like `positions list --json`'s: dozens of scalars, a few dicts and lists (empty or not) among them.
+    assert output.indented_json(rows, depth) == dumped(rows).replace("\n", "\n" + "  " * depth)
