@@ -345,7 +345,11 @@ def daemon(soak_seconds: float, warmup: float, root: Path = ROOT, change_every: 
                "TIERDRIFT_WEB_PORT": str(port), "TIERDRIFT_HTTP_TIMEOUT": "5"}  # fmt: skip
         for name, url in fake.endpoints().items():
             env[f"TIERDRIFT_ENDPOINTS__{name.upper()}"] = url
-        proc = subprocess.Popen([sys.executable, "-m", "monitor", "run"], env=env, stdout=subprocess.DEVNULL,
+        # cwd=root: `python -m` puts the current directory first on sys.path, before PYTHONPATH, so a run
+        # started elsewhere would measure that directory's code (the baseline was this checkout's before).
+        where = [sys.executable, "-c", "import monitor; print(monitor.__file__)"]
+        code = subprocess.run(where, env=env, cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        proc = subprocess.Popen([sys.executable, "-m", "monitor", "run"], env=env, cwd=root, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)  # fmt: skip
         stop, made = threading.Event(), [0]
         changer = threading.Thread(target=change_tables, args=(fake, tables, change_every, stop, made), daemon=True)
@@ -386,7 +390,7 @@ def daemon(soak_seconds: float, warmup: float, root: Path = ROOT, change_every: 
             "rss_median_mb": round(statistics.median(mbs), 1), "rss_max_mb": round(max(mbs), 1),
             "slope_mb_per_hour": round(per_hour, 2), "slope_95pct_half_width": round(half, 2),
             "tier_requests_served": polls, "web_front_page_bytes": page, "change_every_s": change_every,
-            "changes_made": made[0]}  # fmt: skip
+            "changes_made": made[0], "code": code}  # fmt: skip
 
 
 def change_tables(fake: Any, tables: dict[str, Any], every: float, stop: threading.Event, made: list[int]) -> None:
