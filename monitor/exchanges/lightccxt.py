@@ -63,7 +63,7 @@ _COMPUTED = object()
 
 Binding = _From | _Value | object
 
-_lock = threading.RLock()  # one installation, one run of the real `__init__`
+_lock = threading.RLock()  # one installation, one load of a name, one run of the real `__init__`
 _bindings: dict[str, Binding] = {}  # of the installed light module (one per process)
 
 
@@ -143,20 +143,31 @@ def _install() -> types.ModuleType | None:
 
 
 def _resolve(module: types.ModuleType, name: str) -> Any:
-    """What `__init__` binds `name` to, loading only the submodule it comes from."""
-    binding = _bindings.get(name, _COMPUTED)
-    if isinstance(binding, _From):
-        source = importlib.import_module(binding.module)
-        try:
-            value = getattr(source, binding.attr)
-        except AttributeError:  # `from package import submodule`, as the import statement allows
-            value = importlib.import_module(f"{binding.module}.{binding.attr}")
-    elif isinstance(binding, _Value):
-        value = binding.value
-    else:
-        return _run_init(module, name)
-    module.__dict__[name] = value
-    return value
+    """What `__init__` binds `name` to, loading only the submodule it comes from.
+
+    One load at a time (`_lock`): ccxt's base modules import each other in a cycle (`ccxt.base` and
+    `ccxt.base.exchange`), which the real package only ever imports from one thread, inside its
+    `__init__`; two threads loading two names at once met there in a `_DeadlockError` or a partially
+    initialised module. (A name already loaded never gets here: it is in the module's namespace.) Code
+    importing ccxt's submodules itself from several threads at once could still meet that cycle;
+    tierdrift loads ccxt through `ccxt_package` only.
+    """
+    with _lock:
+        if name in module.__dict__:  # another thread loaded it while this one waited
+            return module.__dict__[name]
+        binding = _bindings.get(name, _COMPUTED)
+        if isinstance(binding, _From):
+            source = importlib.import_module(binding.module)
+            try:
+                value = getattr(source, binding.attr)
+            except AttributeError:  # `from package import submodule`, as the import statement allows
+                value = importlib.import_module(f"{binding.module}.{binding.attr}")
+        elif isinstance(binding, _Value):
+            value = binding.value
+        else:
+            return _run_init(module, name)
+        module.__dict__[name] = value
+        return value
 
 
 def _run_init(module: types.ModuleType, name: str) -> Any:

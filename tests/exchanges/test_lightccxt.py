@@ -203,14 +203,15 @@ def load(i, name):
     start.wait()
     try:
         got[i] = getattr(c, name)
-    except Exception as exc:
+    except BaseException as exc:
         errors.append(repr(exc))
 threads = [threading.Thread(target=load, args=(i, n)) for i, n in enumerate(names)]
 [t.start() for t in threads]; [t.join() for t in threads]
-same = all(got[i] is getattr(c, n) or n in ("__all__", "exchanges") for i, n in enumerate(names))
+same = all(got.get(i) is getattr(c, n) or n in ("__all__", "exchanges") for i, n in enumerate(names))
 print(json.dumps({"errors": errors, "same": same, "bybit": c.bybit is sys.modules["ccxt.bybit"].bybit}))
 """
-    assert run(code) == {"errors": [], "same": True, "bybit": True}
+    for _ in range(4):  # a race: the base modules' import cycle failed about one run in three unserialised
+        assert run(code) == {"errors": [], "same": True, "bybit": True}
 
 
 def test_the_daemon_freezes_only_the_classes_its_sources_use() -> None:
