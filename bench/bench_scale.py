@@ -15,7 +15,8 @@ Sections (pick with --only; all by default):
             requests and time per poll, on the loopback fake with 500 symbols;
 - daemon:   `tierdrift run` (4 sources, ccxt for Bybit) in its own process against the fake, RSS sampled
             every few seconds after warm-up; the slope of RSS over time with its 95% interval
-            (--baseline-root DIR: the same for another checkout, e.g. main, in the same run).
+            (--baseline-root DIR: the same for another checkout, e.g. main, in the same run; --change-every S:
+            5 symbols of a Binance and a Bybit source get new tables every S seconds, from the start).
 
 Every timed figure is a median over --runs runs. Results are written to bench/results/scale.json.
 
@@ -355,11 +356,13 @@ def get(url: str) -> int:
         return len(resp.read())
 
 
-def daemon(soak_seconds: float, warmup: float, root: Path = ROOT) -> dict[str, Any]:
+def daemon(soak_seconds: float, warmup: float, root: Path = ROOT, change_every: float = 0.0) -> dict[str, Any]:
     """`tierdrift run` with its defaults (4 sources, the dashboard on) against the fake: RSS after warm-up.
 
     The dashboard's pages (and plotly.js) are fetched once during warm-up and its front page at every
-    sample, so the web server's share is resident as it is for a user who opens it."""
+    sample, so the web server's share is resident as it is for a user who opens it. With `change_every`
+    (seconds), the tables of 5 symbols of a Binance and a Bybit source change that often, from the start,
+    so that the change path (the diff, versions, change records, digest alerts) is resident too."""
     from monitor.fake_exchange import FakeExchange, generate_tables
     from snapshots.model import SOURCES
 
@@ -373,8 +376,16 @@ def daemon(soak_seconds: float, warmup: float, root: Path = ROOT) -> dict[str, A
                "TIERDRIFT_WEB_PORT": str(port), "TIERDRIFT_HTTP_TIMEOUT": "5"}  # fmt: skip
         for name, url in fake.endpoints().items():
             env[f"TIERDRIFT_ENDPOINTS__{name.upper()}"] = url
-        proc = subprocess.Popen([sys.executable, "-m", "monitor", "run"], env=env, stdout=subprocess.DEVNULL,
+        # cwd=root: `python -m` puts the current directory first on sys.path, before PYTHONPATH, so a run
+        # started elsewhere would measure that directory's code (the baseline was this checkout's before).
+        where = [sys.executable, "-c", "import monitor; print(monitor.__file__)"]
+        code = subprocess.run(where, env=env, cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        proc = subprocess.Popen([sys.executable, "-m", "monitor", "run"], env=env, cwd=root, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)  # fmt: skip
+        stop, made = threading.Event(), [0]
+        changer = threading.Thread(target=change_tables, args=(fake, tables, change_every, stop, made), daemon=True)
+        if change_every:
+            changer.start()
         try:
             time.sleep(warmup / 2)
             assert proc.poll() is None, proc.stderr.read().decode()[-800:] if proc.stderr else ""
@@ -401,6 +412,7 @@ def daemon(soak_seconds: float, warmup: float, root: Path = ROOT) -> dict[str, A
                 time.sleep(max(soak_seconds / 40, 1.0))
             polls = len([r for r in fake.requests if "risk-limit" in r.path or "brackets" in r.path])
         finally:
+            stop.set()
             proc.terminate()
             proc.wait(30)
     per_hour, half = slope(samples)
@@ -408,7 +420,19 @@ def daemon(soak_seconds: float, warmup: float, root: Path = ROOT) -> dict[str, A
     return {"sources": len(SOURCES), "symbols_per_source": 300, "warmup_s": warmup, "samples": len(samples),
             "rss_median_mb": round(statistics.median(mbs), 1), "rss_max_mb": round(max(mbs), 1),
             "slope_mb_per_hour": round(per_hour, 2), "slope_95pct_half_width": round(half, 2),
-            "tier_requests_served": polls, "web_front_page_bytes": page}  # fmt: skip
+            "tier_requests_served": polls, "web_front_page_bytes": page, "change_every_s": change_every,
+            "changes_made": made[0], "code": code}  # fmt: skip
+
+
+def change_tables(fake: Any, tables: dict[str, Any], every: float, stop: threading.Event, made: list[int]) -> None:
+    """Every `every` seconds until `stop`, 5 symbols of binance-usdm and bybit-linear get new tables (the
+    next seed's); `made[0]` counts the changes."""
+    from monitor.fake_exchange import generate_tables
+
+    while not stop.wait(every):
+        made[0] += 1
+        for source in ("binance-usdm", "bybit-linear"):
+            fake.set_tables(source, {**tables[source], **generate_tables(source, 5, seed=100 + made[0])})
 
 
 SECTIONS = ("impacts", "positions", "import", "unchanged", "bybit", "daemon")
@@ -423,6 +447,7 @@ def main() -> None:
     parser.add_argument(
         "--baseline-root", type=Path, help="daemon, positions: also measure the checkout at this path (e.g. main)"
     )
+    parser.add_argument("--change-every", type=float, default=0.0, help="daemon: change 5 symbols' tables this often")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = parser.parse_args()
     random.seed(1)
@@ -440,11 +465,11 @@ def main() -> None:
         elif name == "bybit":
             results[name] = bybit(args.runs)
         else:
-            results[name] = daemon(args.soak_seconds, args.warmup_seconds)
+            results[name] = daemon(args.soak_seconds, args.warmup_seconds, change_every=args.change_every)
             if args.baseline_root:
                 results["daemon_baseline"] = {
                     "root": str(args.baseline_root),
-                    **daemon(args.soak_seconds, args.warmup_seconds, args.baseline_root),
+                    **daemon(args.soak_seconds, args.warmup_seconds, args.baseline_root, args.change_every),
                 }
         print(name, json.dumps(results[name]), f"({time.perf_counter() - t0:.0f} s)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,12 +18,20 @@ instead of walking every field (a sixth of the time), and `_expand` compares the
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
 from snapshots.model import TIER_FIELDS, Change, Tier, TierTable
+
+#: Libraries deepdiff imports at its own import when they are installed, to compare their arrays and
+#: frames. The leaves diffed here are strings, so deepdiff never needs them, and once imported they stay
+#: resident in the daemon (numpy alone is 12 MB, pandas several times that): deepdiff is imported with
+#: them absent (`_deep_diff`), unless something imported them already.
+DEEPDIFF_OPTIONAL = ("numpy", "pandas", "polars")
+_import_lock = threading.Lock()
 
 Shape = dict[int, Tier]
 Leaves = dict[str, str]
@@ -71,10 +79,7 @@ def _changes(source: str, symbol: str, old: tuple[Tier, ...], new: tuple[Tier, .
     """The records of one pair of tier tuples, remembered: a poll prices its impacts before its write
     transaction and stores its versions in it, and both need the same diffs (the second time is free,
     which keeps the write transaction short). Keyed by the tiers themselves, so nothing is ever guessed."""
-    # Imported here: deepdiff (with numpy, which it loads when installed) costs 0.3 s, and commands that
-    # only price positions (`positions list`) import this module without ever diffing.
-    from deepdiff import DeepDiff
-
+    DeepDiff = _deep_diff()
     before, after = _shape(old), _shape(new)
     found: Found = {}
     tree = DeepDiff(_leaves(before), _leaves(after), ignore_order=False, view="tree")
@@ -88,6 +93,31 @@ def _changes(source: str, symbol: str, old: tuple[Tier, ...], new: tuple[Tier, .
     ]
     out.sort(key=lambda c: (c.tier or 0, c.kind, field_order.get(c.field or "", -1)))
     return tuple(out)
+
+
+def _deep_diff() -> Any:
+    """deepdiff's `DeepDiff`, its package imported on first use without `DEEPDIFF_OPTIONAL`.
+
+    Imported here: deepdiff costs 0.1 s, and commands that only price positions (`positions list`)
+    import this module without ever diffing. A library of `DEEPDIFF_OPTIONAL` that is installed but not
+    imported yet is marked absent (`sys.modules[name] = None`, which makes its import raise ImportError,
+    the case deepdiff handles) for the time of deepdiff's import only; its own later import is untouched
+    (another thread importing it in that moment would be refused: nothing in tierdrift imports them).
+    """
+    with _import_lock:
+        if "deepdiff" not in sys.modules:
+            absent = [name for name in DEEPDIFF_OPTIONAL if name not in sys.modules]
+            for name in absent:
+                sys.modules[name] = None  # type: ignore[assignment]  # None: "not importable", as the docs say
+            try:
+                import deepdiff  # noqa: F401  (the package: what its import loads is decided here)
+            finally:
+                for name in absent:
+                    if name in sys.modules and sys.modules[name] is None:
+                        del sys.modules[name]
+    from deepdiff import DeepDiff
+
+    return DeepDiff
 
 
 def _expand(before: Shape, after: Shape, path: Sequence[Any], found: Found) -> None:

@@ -119,13 +119,18 @@ def freeze_start_up(settings: Settings) -> None:
     cycles, but these hold large buffers (answers, cursors): with a million long-lived objects counted,
     no full collection came for many minutes and RSS rose by about 500 MB an hour. Frozen, the start-up
     objects are neither walked nor counted (the collection after `freeze` counts the rest, nearly none),
-    so full collections keep pace with the polls. ccxt is imported here when a source will use it, so
-    that it is frozen too rather than counted from the first poll on.
+    so full collections keep pace with the polls. The ccxt classes the tier-table fetches use are
+    loaded here (only those: `monitor.exchanges.lightccxt`), so that they are frozen too rather than
+    counted from the first poll on; market data loads its classes when there are positions to price.
     """
     import gc
 
-    if settings.binance.has_key or any(source.startswith("bybit-") for source in settings.sources):
-        import ccxt  # noqa: F401  (loaded now, to be frozen: the first poll would load it anyway)
+    from monitor.exchanges.clients import tier_classes
+    from monitor.exchanges.lightccxt import preload
+
+    classes = tier_classes(settings)
+    if classes:
+        preload([*classes, "BaseError"])  # now, to be frozen: the first poll would load them anyway
     gc.collect()  # start-up's own garbage is freed, not frozen
     gc.freeze()
     gc.collect()  # counts the long-lived objects again: those outside the permanent generation

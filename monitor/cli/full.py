@@ -115,7 +115,7 @@ def poll(
 
 
 def _poll_one(c: cli_context.Context, source: str, fetch: Fetch, accept_removals: bool) -> PollResult:
-    from monitor.service.polling import poll_source  # write path: deepdiff and numpy, see `import_`
+    from monitor.service.polling import poll_source  # write path: SQLModel, deepdiff, see `import_`
 
     return poll_source(
         c.engine,
@@ -183,7 +183,7 @@ def import_(
 
     Impacts on open positions are recorded; alerts are not sent for history unless --alert is given.
     """
-    # The write path pulls deepdiff and numpy (about 60 ms); loaded here so read-only commands start fast.
+    # The write path pulls SQLModel, the store and deepdiff; loaded here so read-only commands start fast.
     from rich.progress import Progress
 
     from monitor.service.importer import import_files, plan

@@ -5,8 +5,9 @@ With a (read-only) key the official signed endpoints are used through ccxt's raw
 `notionalCoef` that ccxt's `fetch_leverage_tiers` loses. Without a key, the unofficial web endpoint is
 called directly with httpx (ccxt does not cover it).
 
-ccxt and httpx are imported inside the functions that use them: `import ccxt` costs 0.3 s and 78 MB,
-and `monitor.exchanges` must stay cheap to import for commands that only read the database.
+ccxt and httpx are loaded inside the functions that use them (ccxt one exchange class at a time, through
+`monitor.exchanges.lightccxt`): `monitor.exchanges` must stay cheap to import for commands that only
+read the database.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from monitor.exchanges.errors import (
     retry_after,
 )
 from monitor.exchanges.kept import Kept, ids_of, market_symbols
+from monitor.exchanges.lightccxt import ccxt_package
 from snapshots.model import Snapshot, TierTable
 from snapshots.parse import parse_binance_brackets, parse_binance_web
 from snapshots.symbols import canonical_symbol
@@ -54,6 +56,9 @@ _SIGNED: dict[str, _Signed] = {
     # The COIN-M v1 endpoint is discouraged; v2 returns floors and caps in coin (domain doc §7).
     "binance-coinm": _Signed("binancecoinm", "dapiPrivateV2GetLeverageBracket", "binance-dapi-signed"),
 }
+
+#: The ccxt class of each signed source (what the daemon loads before it freezes start-up).
+SIGNED_CLASSES: dict[str, str] = {source: spec.exchange_class for source, spec in _SIGNED.items()}
 
 WEB_PATHS: dict[str, str] = {
     "binance-usdm": "/bapi/futures/v1/friendly/future/common/brackets",
@@ -118,7 +123,7 @@ def _credentials(settings: Settings) -> tuple[str, str]:
 
 
 def _signed_exchange(spec: _Signed, settings: Settings) -> Any:
-    import ccxt  # lazily: see the module docstring
+    ccxt = ccxt_package()  # lazily: see the module docstring
 
     key, secret = _credentials(settings)
     exchange = getattr(ccxt, spec.exchange_class)(
@@ -137,7 +142,7 @@ def _signed_exchange(spec: _Signed, settings: Settings) -> Any:
 
 
 def _fetch_signed(source: str, settings: Settings, now: Callable[[], datetime], kept: Kept) -> Snapshot:
-    import ccxt  # lazily: see the module docstring
+    ccxt = ccxt_package()  # lazily: see the module docstring
 
     spec = _SIGNED[source]
     secrets = _credentials(settings)

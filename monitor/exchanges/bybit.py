@@ -18,8 +18,9 @@ future) cannot be read from their shape, and positions are looked up by ccxt's u
 market list fails the poll, retried like a page: falling back to id shapes for one poll would rename
 symbols back and forth between polls.
 
-ccxt is imported inside the functions that use it: `import ccxt` costs 0.3 s and 78 MB, and
-`monitor.exchanges` must stay cheap to import for commands that only read the database.
+ccxt is loaded inside the functions that use it, only the `bybit` class and the errors
+(`monitor.exchanges.lightccxt`): `monitor.exchanges` must stay cheap to import for commands that only
+read the database.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from monitor.exchanges.errors import (
     retry_after,
 )
 from monitor.exchanges.kept import Kept, ids_of, market_symbols
+from monitor.exchanges.lightccxt import ccxt_package
 from snapshots.model import Snapshot
 from snapshots.parse import parse_bybit_risk_limits
 
@@ -131,7 +133,7 @@ def _fetch(
 
 
 def _exchange(settings: Settings, category: str) -> Any:
-    import ccxt  # lazily: see the module docstring
+    ccxt = ccxt_package()  # lazily: see the module docstring
 
     exchange = ccxt.bybit(
         {
@@ -214,7 +216,7 @@ def call_with_retries(
     to rest (`rest_seconds`) is raised at once. Each wait honours a `Retry-After` header of the failed
     answer, otherwise it is `BACKOFF_BASE` doubled per retry; both are capped at `BACKOFF_MAX`.
     """
-    import ccxt  # lazily: see the module docstring
+    ccxt = ccxt_package()  # lazily: see the module docstring
 
     retries = settings.bybit_page_retries
     for attempt in range(retries + 1):

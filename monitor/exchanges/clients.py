@@ -15,8 +15,8 @@ The clients never carry a key: public endpoints need none, and a client without 
 trip over the wallet call that ccxt adds to `load_markets` when a Binance key is set (domain doc §7).
 The signed tier-table client stays in `monitor.exchanges.binance`.
 
-ccxt is imported inside `public_client`: `import ccxt` costs 0.3 s and 78 MB, and `monitor.exchanges`
-must stay cheap to import for commands that only read the database.
+ccxt is loaded inside `public_client`, and only the class it builds (`monitor.exchanges.lightccxt`):
+`monitor.exchanges` must stay cheap to import for commands that only read the database.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from datetime import datetime
 from typing import Any
 
 from monitor.config.settings import Settings
-from monitor.exchanges.binance import REAL_DAPI, REAL_FAPI, rebased_urls, signed_base
+from monitor.exchanges.binance import REAL_DAPI, REAL_FAPI, SIGNED_CLASSES, rebased_urls, signed_base
 from monitor.exchanges.bybit import bybit_failure
 from monitor.exchanges.errors import FetchError, from_ccxt, host_of
 from monitor.exchanges.kept import Kept
+from monitor.exchanges.lightccxt import ccxt_package
 from snapshots.model import Snapshot
 
 #: The ccxt class of each source, and the Bybit category whose markets it loads (None for Binance).
@@ -43,12 +44,24 @@ CLASSES: dict[str, tuple[str, str | None]] = {
 }
 
 
+def tier_classes(settings: Settings) -> list[str]:
+    """The ccxt classes the tier-table fetches of `settings.sources` use: `bybit` for Bybit, the signed
+    client's for Binance with a key (without one Binance is read over httpx)."""
+    keyed = settings.binance.has_key
+    classes = {
+        SIGNED_CLASSES[source] if source.startswith("binance-") else CLASSES[source][0]
+        for source in settings.sources
+        if source in CLASSES and (keyed or not source.startswith("binance-"))
+    }
+    return sorted(classes)
+
+
 def public_client(source: str, settings: Settings) -> Any:
     """A new keyless ccxt client for `source`, with `settings.http_timeout` and `settings.endpoints`.
 
     Markets are not loaded yet. Raises `FetchError` for an unknown source.
     """
-    import ccxt  # lazily: see the module docstring
+    ccxt = ccxt_package()  # lazily: see the module docstring
 
     if source not in CLASSES:
         raise FetchError(f"unknown source {source!r}")

@@ -327,9 +327,11 @@ def _seconds(timeout: float) -> str:
 
 def from_ccxt(exc: Exception, *, timeout: float, secrets: Iterable[str] = ()) -> FetchError:
     """Translate a ccxt exception (domain doc §7 table) into a `FetchError` with a redacted message."""
-    # Imported here, not at module level: `import ccxt` costs 0.3 s and 78 MB, and this module is
-    # imported by commands that never talk to an exchange. When a ccxt error exists, ccxt is loaded.
-    import ccxt
+    # Loaded here, not at module level: this module is imported by commands that never talk to an
+    # exchange. When a ccxt error exists, ccxt is loaded; this loads only its errors (`lightccxt`).
+    from monitor.exchanges.lightccxt import ccxt_package
+
+    ccxt = ccxt_package()
 
     said = read_ccxt(exc, secrets)
     if isinstance(exc, ccxt.OnMaintenance):

@@ -215,7 +215,9 @@ def guarded(source: str, client: Any, settings: Settings, now: datetime, call: C
     The mapping is the tier tables' (`client_failure`): Binance's 451 is `GeoBlocked`, Bybit's 403 asks
     to rest, Bybit's transient retCodes are `ExchangeUnavailable`.
     """
-    import ccxt  # lazily: it is slow to import (0.3 s, 78 MB), and read-only commands must not load it
+    from monitor.exchanges.lightccxt import ccxt_package  # lazily: read-only commands must not load ccxt
+
+    ccxt = ccxt_package()
 
     try:
         return call()

@@ -8,7 +8,13 @@ fields that differ in a tier both tables have.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +25,7 @@ from snapshots.model import TIER_FIELDS, Change, TierTable, Unit
 from snapshots.validate import RowIn, build_table
 
 SRC, SYM = "binance-usdm", "X/USDT:USDT"
+ROOT = Path(__file__).resolve().parents[2]
 
 # Small pools, so that two generated tables often share tier indexes and field values: a field that is
 # equal on both sides must yield no record, one that differs exactly one.
@@ -121,3 +128,25 @@ def test_a_negative_zero_is_the_same_table() -> None:
     """ "-0" and "0" are equal numbers: the same hash, so no change with no differing field."""
     signed = build_table(SRC, SYM, Unit.QUOTE, [RowIn(1, -0.0, 1e6, 0.01, -0.0, 50)])
     assert signed.hash == ONE.hash and diff_tables(ONE, signed) == []
+
+
+def test_deepdiff_is_imported_without_numpy_and_numpy_still_imports_later() -> None:
+    """The daemon's first change must not leave numpy (12 MB) resident; a later `import numpy` is unharmed."""
+    if importlib.util.find_spec("numpy") is None:
+        pytest.skip("numpy is not installed here: nothing for deepdiff to load")
+    code = (
+        "import json, sys\n"
+        "from tests.snapshots.test_diff_property import FOUR, TWO, records\n"
+        "from snapshots.diff import diff_tables\n"
+        "found = sorted(records(diff_tables(TWO, FOUR)))\n"
+        "loaded = 'numpy' in sys.modules\n"
+        "import deepdiff.helper, numpy\n"
+        "print(json.dumps({'numpy_loaded': loaded, 'deepdiff_np': deepdiff.helper.np is not None,\n"
+        "                  'numpy_later': numpy.__name__, 'found': found}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    got = json.loads(out.stdout)
+    assert got["numpy_loaded"] is False and got["deepdiff_np"] is False
+    assert got["numpy_later"] == "numpy"
+    assert [tuple(r) for r in got["found"]] == sorted(expected(TWO, FOUR))
