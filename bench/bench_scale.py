@@ -380,15 +380,19 @@ def daemon(soak_seconds: float, warmup: float, root: Path = ROOT, change_every: 
         # started elsewhere would measure that directory's code (the baseline was this checkout's before).
         where = [sys.executable, "-c", "import monitor; print(monitor.__file__)"]
         code = subprocess.run(where, env=env, cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        proc = subprocess.Popen([sys.executable, "-m", "monitor", "run"], env=env, cwd=root, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)  # fmt: skip
+        # Its log goes to a file: a pipe nobody reads fills after 64 kB and then blocks every thread that logs
+        # (the page requests included), which looked like a hang after 14 minutes of changing tables.
+        log = Path(tmp) / "daemon.log"
+        with log.open("wb") as err:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen([sys.executable, "-m", "monitor", "run"], env=env, cwd=root,
+                                    stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
         stop, made = threading.Event(), [0]
         changer = threading.Thread(target=change_tables, args=(fake, tables, change_every, stop, made), daemon=True)
         if change_every:
             changer.start()
         try:
             time.sleep(warmup / 2)
-            assert proc.poll() is None, proc.stderr.read().decode()[-800:] if proc.stderr else ""
+            assert proc.poll() is None, log.read_text(errors="replace")[-800:]
             page = get(base + "/")
             for path in (
                 "/changes",
