@@ -46,16 +46,12 @@ def insert_many(
     columns = tuple(c.name for c in table.c if c.name in varying or c.name in same)
     converted: list[Iterable[Any]] = []
     for name in columns:
-        convert = table.c[name].type.dialect_impl(dialect).bind_processor(dialect) or _as_is
+        convert = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         if name in same:
-            converted.append(repeat(convert(same[name]), len(rows)))
+            converted.append(repeat(convert(same[name]) if convert else same[name], len(rows)))
         else:
-            converted.append(map(convert, varying[name]) if convert is not _as_is else varying[name])
+            converted.append(map(convert, varying[name]) if convert else varying[name])
     conn.exec_driver_sql(_statement(table, columns, dialect), list(zip(*converted, strict=True)))
-
-
-def _as_is(value: Any) -> Any:
-    return value
 
 
 @lru_cache(maxsize=32)
